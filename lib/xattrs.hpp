@@ -1,0 +1,16 @@
+// Extended attributes (including POSIX ACLs, stored by the kernel as
+// system.posix_acl_access / system.posix_acl_default) of a path, not followed.
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "result.hpp"
+
+namespace planb {
+
+using XattrList = std::vector<std::pair<std::string, std::string>>;
+Result<XattrList> read_xattrs(const std::string& path);
+Status write_xattrs(const std::string& path, const XattrList& xattrs);
+
+}  // namespace planb

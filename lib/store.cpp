@@ -1,7 +1,9 @@
 #include "store.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -162,9 +164,21 @@ Result<std::vector<SnapshotInfo>> Store::list_snapshots(const std::string& host)
   PB_ASSIGN(auto seqs, sequences(host));
   std::vector<SnapshotInfo> out;
   for (uint64_t s : seqs) {
-    PB_ASSIGN(std::string data, read_manifest_bytes(host, s));
-    PB_ASSIGN(ManifestHeader h, decode_manifest_header(data, manifest_path(host, s)));
-    out.push_back({s, h, data.size()});
+    // The header is at the front: read a prefix, not the whole manifest.
+    std::string path = manifest_path(host, s);
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat st;
+    if (!fd.valid() || ::fstat(fd.get(), &st) != 0)
+      return fail("failed to open manifest " + path + ": " + errstr(errno));
+    std::string prefix(std::min<uint64_t>(st.st_size, 16384), '\0');
+    PB_ASSIGN(size_t n, read_full(fd.get(), prefix.data(), prefix.size(), path));
+    prefix.resize(n);
+    auto h = decode_manifest_header(prefix, path);
+    if (!h.ok()) {
+      PB_ASSIGN(std::string data, read_manifest_bytes(host, s));
+      PB_ASSIGN(h, decode_manifest_header(data, path));
+    }
+    out.push_back({s, *h, uint64_t(st.st_size)});
   }
   return out;
 }

@@ -1,0 +1,271 @@
+#include "restore.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "chunker.hpp"
+#include "progress.hpp"
+#include "xattrs.hpp"
+
+namespace planb {
+
+Result<std::string> normalize_path(const std::string& p) {
+  std::string out;
+  size_t i = 0;
+  while (i <= p.size()) {
+    size_t j = p.find('/', i);
+    if (j == std::string::npos) j = p.size();
+    std::string comp = p.substr(i, j - i);
+    if (comp == "..") return make_error(kExitUsage, "failed to use path '" + p + "': '..' is not allowed");
+    if (!comp.empty() && comp != ".") out += (out.empty() ? "" : "/") + comp;
+    i = j + 1;
+  }
+  return out;
+}
+
+Status read_content(ObjectStore& objects, const Entry& e,
+                    const std::function<Status(std::string_view)>& sink) {
+  if (!e.has_content()) return {};
+  PB_ASSIGN(auto chunks, objects.expand(e.content, e.size));
+  uint64_t total = 0;
+  for (auto& c : chunks) {
+    PB_ASSIGN(std::string data, objects.get(c.id));
+    total += data.size();
+    PB_TRY(sink(data));
+  }
+  if (total != e.size)
+    return make_error(kExitCorrupt, "failed to read content of " + e.path + ": size " +
+                                        std::to_string(total) + " does not match manifest size " + std::to_string(e.size));
+  return {};
+}
+
+Status write_content(ObjectStore& objects, const Entry& e, int fd, const std::string& what) {
+  uint64_t off = 0;
+  const bool sparse = e.flags & kFlagSparse;
+  size_t ext = 0;
+  PB_TRY(read_content(objects, e, [&](std::string_view data) -> Status {
+    if (!sparse) {
+      PB_TRY(write_all(fd, data.data(), data.size(), what));
+      off += data.size();
+      return {};
+    }
+    // Write only the parts of this piece inside data extents.
+    uint64_t end = off + data.size();
+    while (ext < e.extents.size()) {
+      auto [eo, el] = e.extents[ext];
+      uint64_t a = std::max(eo, off), b = std::min(eo + el, end);
+      if (a < b) {
+        const char* p = data.data() + (a - off);
+        size_t n = b - a;
+        while (n > 0) {
+          ssize_t w = ::pwrite(fd, p, n, off_t(a));
+          if (w < 0) {
+            if (errno == EINTR) continue;
+            return fail("failed to write " + what + ": " + errstr(errno));
+          }
+          p += w;
+          a += w;
+          n -= w;
+        }
+      }
+      if (eo + el <= end) ++ext;
+      else break;
+    }
+    off = end;
+    return {};
+  }));
+  if (sparse && ::ftruncate(fd, off_t(e.size)) != 0)
+    return fail("failed to size " + what + ": " + errstr(errno));
+  return {};
+}
+
+namespace {
+
+Status apply_metadata(const Entry& e, const std::string& path, int fd, std::vector<std::string>& warnings) {
+  bool root = ::geteuid() == 0;
+  int r = fd >= 0 ? ::fchown(fd, e.uid, e.gid) : ::lchown(path.c_str(), e.uid, e.gid);
+  if (r != 0) {
+    if (root || errno != EPERM) return fail("failed to set owner of " + path + ": " + errstr(errno));
+    warnings.push_back("cannot set owner " + std::to_string(e.uid) + ":" + std::to_string(e.gid) + " of " + path + " (not root)");
+  }
+  auto xs = write_xattrs(path, e.xattrs);
+  if (!xs.ok()) {
+    if (root) return xs;
+    warnings.push_back(xs.error().message);
+  }
+  if (e.type != EntryType::Symlink) {
+    r = fd >= 0 ? ::fchmod(fd, e.mode) : ::chmod(path.c_str(), e.mode);
+    if (r != 0) return fail("failed to set mode of " + path + ": " + errstr(errno));
+  }
+  struct timespec ts[2];
+  ts[0].tv_sec = ts[1].tv_sec = e.mtime_sec;
+  ts[0].tv_nsec = ts[1].tv_nsec = e.mtime_nsec;
+  r = fd >= 0 ? ::futimens(fd, ts) : ::utimensat(AT_FDCWD, path.c_str(), ts, AT_SYMLINK_NOFOLLOW);
+  if (r != 0) return fail("failed to set times of " + path + ": " + errstr(errno));
+  return {};
+}
+
+class Restorer {
+ public:
+  Restorer(Store& store, const Manifest& m, const RestoreOptions& opt)
+      : store_(store), m_(m), opt_(opt), progress_("restore", opt.progress) {}
+
+  Status run(RestoreResult& res) {
+    // Selection: entries within any requested path, plus their ancestors.
+    std::vector<const Entry*> sel;
+    std::unordered_set<std::string> ancestors;
+    for (auto& p : opt_.paths) {
+      if (!m_.find(p))
+        return make_error(kExitNotFound, "failed to find " + (p.empty() ? "/" : "/" + p) + " in snapshot " +
+                                             std::to_string(m_.header.sequence) + " of host " + m_.header.host);
+      for (size_t pos = p.find('/'); pos != std::string::npos; pos = p.find('/', pos + 1))
+        ancestors.insert(p.substr(0, pos));
+      if (!p.empty()) ancestors.insert("");
+    }
+    for (const Entry& e : m_.entries) {
+      bool in = false;
+      for (auto& p : opt_.paths) in = in || path_within(e.path, p);
+      if (in) sel.push_back(&e);
+      else if (ancestors.count(e.path)) parents_.push_back(&e);
+    }
+    // Refuse before writing anything if files would be overwritten.
+    if (!opt_.force) {
+      std::vector<std::string> clash;
+      for (const Entry* e : sel) {
+        struct stat st;
+        std::string d = dest(*e);
+        if (::lstat(d.c_str(), &st) == 0 && !(e->type == EntryType::Dir && S_ISDIR(st.st_mode))) {
+          clash.push_back(d);
+          if (clash.size() >= 3) break;
+        }
+      }
+      if (!clash.empty()) {
+        std::string list;
+        for (auto& c : clash) list += (list.empty() ? "" : ", ") + c;
+        return make_error(kExitExists, "failed to restore: destination exists: " + list + " (use --force to replace)");
+      }
+    }
+    PB_TRY(mkdir_p(opt_.dest));
+    for (const Entry* e : parents_) {
+      std::string d = dest(*e);
+      struct stat st;
+      if (::lstat(d.c_str(), &st) == 0) continue;
+      if (::mkdir(d.c_str(), 0700) != 0) return fail("failed to create directory " + d + ": " + errstr(errno));
+      dirs_.push_back(e);
+    }
+    for (const Entry* e : sel) {
+      PB_TRY(restore_one(*e, res));
+      ++res.entries;
+      progress_.update(res.entries, res.bytes);
+    }
+    // Directory metadata last, deepest first, so children don't touch mtimes.
+    for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it)
+      PB_TRY(apply_metadata(**it, dest(**it), -1, res.warnings));
+    progress_.done();
+    return sync_filesystem(opt_.dest);
+  }
+
+ private:
+  std::string dest(const Entry& e) const { return e.path.empty() ? opt_.dest : join_path(opt_.dest, e.path); }
+
+  Status restore_one(const Entry& e, RestoreResult& res) {
+    std::string d = dest(e);
+    struct stat st;
+    bool exists = ::lstat(d.c_str(), &st) == 0;
+    if (e.type == EntryType::Dir) {
+      if (exists && !S_ISDIR(st.st_mode)) {
+        if (::unlink(d.c_str()) != 0) return fail("failed to replace " + d + ": " + errstr(errno));
+        exists = false;
+      }
+      if (!exists && ::mkdir(d.c_str(), 0700) != 0) return fail("failed to create directory " + d + ": " + errstr(errno));
+      dirs_.push_back(&e);
+      return {};
+    }
+    if (exists && S_ISDIR(st.st_mode)) {
+      res.warnings.push_back("not replacing directory " + d + " with a " + std::string(1, char(e.type)) + " entry");
+      return {};
+    }
+    // Build under a temp name beside the destination, then rename over it.
+    std::string tmp = temp_name(dirname_of(d), "planb-restore");
+    switch (e.type) {
+      case EntryType::File: {
+        Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+        if (!fd.valid()) return fail("failed to create " + tmp + ": " + errstr(errno));
+        auto st2 = e.has_content() ? write_content(store_.objects(), e, fd.get(), d) : Status{};
+        if (st2.ok()) st2 = apply_metadata(e, tmp, fd.get(), res.warnings);
+        if (!st2.ok()) {
+          ::unlink(tmp.c_str());
+          return st2;
+        }
+        if (e.flags & (kFlagUnreadable | kFlagStale | kFlagChanging))
+          res.warnings.push_back(d + ": captured " +
+                                 ((e.flags & kFlagUnreadable) ? "as unreadable (empty)"
+                                  : (e.flags & kFlagStale)   ? "unreadable; content is from an earlier snapshot"
+                                                             : "while it kept changing"));
+        ++res.files;
+        res.bytes += e.size;
+        written_[e.path] = d;
+        break;
+      }
+      case EntryType::Hardlink: {
+        auto it = written_.find(e.target);
+        if (it != written_.end()) {
+          if (::link(it->second.c_str(), tmp.c_str()) != 0)
+            return fail("failed to link " + d + " to " + it->second + ": " + errstr(errno));
+          break;
+        }
+        // First link not restored with it: restore as a copy of its content.
+        const Entry* t = m_.find(e.target);
+        if (!t || t->type != EntryType::File)
+          return make_error(kExitCorrupt, "failed to restore " + d + ": hard link target " + e.target + " is not in the snapshot");
+        Entry copy = *t;
+        copy.path = e.path;
+        return restore_one(copy, res);
+      }
+      case EntryType::Symlink:
+        if (::symlink(e.target.c_str(), tmp.c_str()) != 0) return fail("failed to create symlink " + d + ": " + errstr(errno));
+        PB_TRY(apply_metadata(e, tmp, -1, res.warnings));
+        break;
+      default: {
+        mode_t type = e.type == EntryType::Fifo ? S_IFIFO : e.type == EntryType::Socket ? S_IFSOCK
+                      : e.type == EntryType::Char ? S_IFCHR : S_IFBLK;
+        if (::mknod(tmp.c_str(), type | 0600, dev_t(e.rdev)) != 0)
+          return fail("failed to create " + d + ": " + errstr(errno));
+        PB_TRY(apply_metadata(e, tmp, -1, res.warnings));
+      }
+    }
+    if (::rename(tmp.c_str(), d.c_str()) != 0) {
+      ::unlink(tmp.c_str());
+      return fail("failed to rename " + tmp + " to " + d + ": " + errstr(errno));
+    }
+    return {};
+  }
+
+  Store& store_;
+  const Manifest& m_;
+  const RestoreOptions& opt_;
+  Progress progress_;
+  std::vector<const Entry*> parents_, dirs_;
+  std::unordered_map<std::string, std::string> written_;
+};
+
+}  // namespace
+
+Result<RestoreResult> restore_entries(Store& store, const Manifest& m, const RestoreOptions& opt) {
+  auto t0 = std::chrono::steady_clock::now();
+  RestoreResult res;
+  Restorer r(store, m, opt);
+  PB_TRY(r.run(res));
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+}  // namespace planb

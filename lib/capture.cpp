@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "chunker.hpp"
+#include "content_writer.hpp"
 #include "names.hpp"
 #include "progress.hpp"
 #include "xattrs.hpp"
@@ -57,7 +58,7 @@ class Capturer {
     patterns_ = opt.excludes;
     if (opt.default_excludes)
       for (auto& p : default_excludes()) patterns_.push_back(p);
-    buf_.resize(8 << 20);
+    buf_.resize(1 << 20);
   }
 
   Status run(Manifest& out) {
@@ -280,52 +281,22 @@ class Capturer {
     e.extents.clear();
     e.flags &= ~kFlagSparse;
     if (fst.st_size > 0 && uint64_t(fst.st_blocks) * 512 < uint64_t(fst.st_size)) scan_holes(fd.get(), e, fst.st_size);
-    std::vector<ChunkRef> chunks;
+    // Read in blocks into the content writer; read one byte past the stat
+    // size so a file that grew is noticed.
+    ContentWriter w(obj_);
     uint64_t total = 0;
-    const bool chunked = uint64_t(fst.st_size) >= kChunkThreshold;
-    if (!chunked) {
-      // One read of up to size+1 bytes: more than size means it grew.
-      if (uint64_t(fst.st_size) + 1 > buf_.size()) buf_.resize(fst.st_size + 1);
-      PB_ASSIGN(size_t n, read_full(fd.get(), buf_.data(), size_t(fst.st_size) + 1, abs));
-      total = n;
+    for (;;) {
+      PB_ASSIGN(size_t n, read_full(fd.get(), buf_.data(), buf_.size(), abs));
+      total += n;
       res.bytes_read += n;
-      if (n > uint64_t(fst.st_size)) {
-        changed = true;
-        return {};
-      }
-      PB_TRY(store_piece(std::string_view(buf_.data(), n), e.content));
-    } else {
-      size_t fill = 0;
-      bool eof = false;
-      while (!eof || fill > 0) {
-        if (!eof) {
-          PB_ASSIGN(size_t n, read_full(fd.get(), buf_.data() + fill, buf_.size() - fill, abs));
-          if (n < buf_.size() - fill) eof = true;
-          fill += n;
-          total += n;
-          res.bytes_read += n;
-        }
-        size_t pos = 0;
-        while (fill - pos >= kChunkMax || (eof && pos < fill)) {
-          size_t cut = cdc_cut(reinterpret_cast<const uint8_t*>(buf_.data() + pos), fill - pos);
-          ChunkRef c;
-          c.size = cut;
-          PB_TRY(store_piece(std::string_view(buf_.data() + pos, cut), c.id));
-          chunks.push_back(c);
-          pos += cut;
-        }
-        std::memmove(buf_.data(), buf_.data() + pos, fill - pos);
-        fill -= pos;
-        progress_.update(out_.size(), res.bytes_read);
-      }
+      if (n) PB_TRY(w.add(std::string_view(buf_.data(), n)));
+      if (n < buf_.size()) break;
+      progress_.update(out_.size(), res.bytes_read);
     }
-    if (chunked) {
-      std::string idx = encode_index(chunks);
-      e.content = hash_bytes(idx, HashDomain::Index);
-      PB_ASSIGN(uint64_t stored, obj_.put(e.content, idx, ObjKind::Index));
-      if (stored) ++res.objects_new;
-      res.bytes_new += stored;
-    }
+    PB_ASSIGN(auto done, w.finish());
+    e.content = done.id;
+    res.objects_new += done.new_objects;
+    res.bytes_new += done.stored_bytes;
     struct stat after;
     if (::fstat(fd.get(), &after) != 0 || total != uint64_t(st.st_size) ||
         after.st_size != st.st_size || after.st_mtim.tv_sec != st.st_mtim.tv_sec ||
@@ -334,16 +305,7 @@ class Capturer {
       changed = true;
       e.size = total;
     }
-    if (chunked != (total >= kChunkThreshold)) changed = true;
     if (obj_.pending() > 50000 || obj_.pending_bytes() > (512u << 20)) PB_TRY(obj_.commit());
-    return {};
-  }
-
-  Status store_piece(std::string_view data, Hash& id) {
-    id = hash_bytes(data);
-    PB_ASSIGN(uint64_t stored, obj_.put(id, data, ObjKind::Blob));
-    if (stored) ++res.objects_new;
-    res.bytes_new += stored;
     return {};
   }
 

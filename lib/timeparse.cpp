@@ -39,11 +39,12 @@ int64_t end_of_day(struct tm t) {
   return local_time(t);
 }
 bool parse_hm(const std::string& s, int& h, int& m, int& sec) {
-  static const std::regex re(R"((\d{1,2}):(\d{2})(?::(\d{2}))?\s*(am|pm)?)");
+  static const std::regex re(R"((\d{1,2})(?::(\d{2}))?(?::(\d{2}))?\s*(am|pm)?)");
   std::smatch mm;
   if (!std::regex_match(s, mm, re)) return false;
+  if (!mm[2].matched && !mm[4].matched) return false;  // a bare number is not a time
   h = std::stoi(mm[1]);
-  m = std::stoi(mm[2]);
+  m = mm[2].matched ? std::stoi(mm[2]) : 0;
   sec = mm[3].matched ? std::stoi(mm[3]) : 0;
   if (mm[4].matched) {
     if (h < 1 || h > 12) return false;

@@ -9,6 +9,11 @@ load '/usr/lib/bats/bats-assert/load'
 HELPERS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 TREEDUMP="$HELPERS/treedump"
 
+# The system python: a `python3` shim (pyenv) on PATH can cost a second a call.
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=$(command -v python3)
+python3() { "$PY" "$@"; }
+
 # scripts/test puts the build dir on PATH; running bats by hand works too.
 if ! command -v planb-capture >/dev/null 2>&1; then
   PATH="${PLANB_BIN:-$HELPERS/../../build}:$PATH"
@@ -35,7 +40,7 @@ json_field() {
     python3 -c 'import json,sys; v=json.loads(sys.stdin.read()).get(sys.argv[1]); print(json.dumps(v) if isinstance(v,(list,dict,bool)) or v is None else v)' "$field"
 }
 
-treedump() { "$TREEDUMP" "$@"; }
+treedump() { "$PY" "$TREEDUMP" "$@"; }
 
 # Fails (with a diff) unless the two dumps are identical.
 assert_same_dump() {
@@ -50,9 +55,20 @@ assert_same_dump() {
 # Checksum listing of every file in a store (path, mode, size, sha256), minus
 # the lock files planb (re)creates to take locks.
 store_listing() {
-  local s=$1
-  (cd "$s" && find . \( -type f -o -type l \) ! -name lock -printf '%p %m %s\n' | LC_ALL=C sort |
-    while read -r p m sz; do echo "$p $m $sz $(sha256sum <"$p" | cut -c1-64)"; done)
+  "$PY" - "$1" <<'EOF'
+import hashlib, os, sys
+top = sys.argv[1]
+out = []
+for d, dirs, files in os.walk(top):
+    for n in files:
+        if n == "lock":
+            continue
+        p = os.path.join(d, n)
+        st = os.lstat(p)
+        h = hashlib.sha256(open(p, "rb").read()).hexdigest() if os.path.isfile(p) else "-"
+        out.append("%s %o %d %s" % (os.path.relpath(p, top), st.st_mode, st.st_size, h))
+print("\n".join(sorted(out)))
+EOF
 }
 
 # Total bytes of object files in a store.

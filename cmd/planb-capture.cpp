@@ -5,6 +5,7 @@
 
 #include "capture_cmd.hpp"
 #include "cli.hpp"
+#include "cli_parse.hpp"
 
 int main(int argc, char** argv) {
   planb::CaptureCmdOptions o;
@@ -13,7 +14,8 @@ int main(int argc, char** argv) {
   app.add_option("--store", o.store, "Store directory (default $PLANB_STORE or /var/lib/planb/store)");
   app.add_option("--host", o.cap.host, "Name of the protected server (required to capture)");
   app.add_option("--exclude", o.cap.excludes,
-                 "Skip paths matching PATTERN (glob; with a '/' anchored at SOURCE, else the name); repeatable");
+                 "Skip paths matching PATTERN (glob; with a '/' anchored at SOURCE, else the name); repeatable")
+      ->allow_extra_args(false);
   app.add_flag("--no-default-excludes", o.no_default_excludes,
                "Also capture the contents of /proc /sys /dev /run /tmp");
   app.add_flag("--cross-file-systems", o.cross_fs, "Descend into other mounted file systems");
@@ -31,6 +33,6 @@ int main(int argc, char** argv) {
       "Retention settings default to STORE/config (keep-last, keep-within, max-size);\n"
       "the newest snapshot of a host is never pruned.\n\n" +
       planb::exit_codes_help());
-  CLI11_PARSE(app, argc, argv);
+  if (int rc = planb::parse_args(app, "planb-capture", argc, argv); rc >= 0) return rc;
   return planb::run_command("planb-capture", [&] { return planb::capture_main(o); });
 }

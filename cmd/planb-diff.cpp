@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli.hpp"
+#include "cli_parse.hpp"
 #include "diff_cmd.hpp"
 
 int main(int argc, char** argv) {
@@ -18,6 +19,6 @@ int main(int argc, char** argv) {
   app.add_option("--apply", o.apply, "Receiving side: verify and apply BUNDLE into --store (test and recovery aid)");
   app.footer("The bundle is written under a temporary name and renamed when complete.\n\n" +
              planb::exit_codes_help());
-  CLI11_PARSE(app, argc, argv);
+  if (int rc = planb::parse_args(app, "planb-diff", argc, argv); rc >= 0) return rc;
   return planb::run_command("planb-diff", [&] { return planb::diff_main(o); });
 }

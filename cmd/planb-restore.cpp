@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli.hpp"
+#include "cli_parse.hpp"
 #include "restore_cmd.hpp"
 
 int main(int argc, char** argv) {
@@ -25,17 +26,17 @@ int main(int argc, char** argv) {
   }
   for (auto* s : {ls, get}) {
     s->add_option("--at", o.at, "Newest snapshot at or before WHEN: 'yesterday', '2 days ago', 'last monday 14:00', '2026-11-24 13:05'");
-    s->add_option("--snapshot", o.snapshot, "Snapshot sequence number");
+    s->add_option("--snapshot", o.snapshot, "Snapshot sequence number")->check(CLI::PositiveNumber);
   }
   ls->add_flag("-R,--recursive", o.recursive, "List the whole tree below PATH");
   ls->add_option("PATH", o.paths, "Path in the snapshot (default /)");
-  versions->add_option("PATH", o.paths, "Path in the snapshot")->required();
+  versions->add_option("PATH", o.paths, "Path in the snapshot")->required()->expected(1);
   get->add_option("PATH", o.paths, "Paths to restore (/ for the whole snapshot)")->required();
   get->add_option("--to", o.to, "Directory the snapshot's root maps to (may be another server's tree)");
   get->add_flag("--in-place", o.in_place, "Restore onto the original SOURCE the snapshot was captured from");
   get->add_flag("--force", o.force, "Replace existing files");
   app.footer(planb::exit_codes_help());
-  CLI11_PARSE(app, argc, argv);
+  if (int rc = planb::parse_args(app, "planb-restore", argc, argv); rc >= 0) return rc;
   o.action = app.get_subcommands().front()->get_name();
   return planb::run_command("planb-restore", [&] { return planb::restore_main(o); });
 }

@@ -124,11 +124,11 @@ Result<ApplyResult> apply_bundle(Store& store, const std::string& path, const st
   PB_ASSIGN(FileLock hlock, store.lock_host(h.host));
   PB_ASSIGN(auto head, store.read_ref(h.host, "latest"));
   if (head && h.sequence <= head->sequence)
-    return make_error(kExitUsage, "failed to apply bundle " + path + ": sequence " + std::to_string(h.sequence) +
+    return make_error(kExitRefused, "failed to apply bundle " + path + ": sequence " + std::to_string(h.sequence) +
                                       " is not after the current " + std::to_string(head->sequence) + " (replay)");
   if (!h.full) {
     if (!head || head->manifest != h.parent_manifest)
-      return make_error(kExitUsage, "failed to apply bundle " + path + ": its parent is not host " + h.host +
+      return make_error(kExitRefused, "failed to apply bundle " + path + ": its parent is not host " + h.host +
                                         "'s current snapshot (a full bundle is needed)");
   }
 

@@ -7,7 +7,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <unordered_map>
 
@@ -32,7 +36,7 @@ bool excluded(const std::vector<std::string>& patterns, const std::string& rel) 
     if (p.find('/') != std::string::npos) {
       std::string pat = p[0] == '/' ? p : "/" + p;
       while (pat.size() > 1 && pat.back() == '/') pat.pop_back();
-      if (fnmatch(pat.c_str(), abs.c_str(), FNM_PATHNAME | FNM_PERIOD) == 0) return true;
+      if (fnmatch(pat.c_str(), abs.c_str(), FNM_PATHNAME) == 0) return true;
     } else if (fnmatch(p.c_str(), base, 0) == 0) {
       return true;
     }
@@ -52,13 +56,15 @@ struct DevInoHash {
 
 class Capturer {
  public:
-  Capturer(Store& store, const CaptureOptions& opt, const Manifest* prev)
-      : store_(store), obj_(store.objects()), opt_(opt), prev_(prev), names_(opt.source),
+  Capturer(Store& store, const CaptureOptions& opt, Manifest* prev, const std::atomic<size_t>* ready,
+           const std::atomic<bool>* done)
+      : store_(store), obj_(store.objects()), opt_(opt), prev_(prev), ready_(ready), done_(done), names_(opt.source),
         progress_("capture " + opt.host, opt.progress) {
     patterns_ = opt.excludes;
     if (opt.default_excludes)
       for (auto& p : default_excludes()) patterns_.push_back(p);
     buf_.resize(1 << 20);
+    if (prev_) out_.reserve(prev_->entries.size() + prev_->entries.size() / 8 + 1024);
   }
 
   Status run(Manifest& out) {
@@ -88,11 +94,23 @@ class Capturer {
     return rel.empty() ? opt_.source : join_path(opt_.source, rel);
   }
 
-  const Entry* prev_entry(const std::string& path) {
+  // Is previous entry i decoded yet? Waits for the decoding thread.
+  bool prev_ready(size_t i) {
+    for (;;) {
+      if (i < ready_->load(std::memory_order_acquire)) return true;
+      if (done_->load(std::memory_order_acquire)) return i < ready_->load(std::memory_order_acquire);
+      std::this_thread::yield();
+    }
+  }
+
+  // The previous snapshot's entry for `path`: a cursor, as both are sorted.
+  // Entries behind the cursor are never looked at again, so their fields
+  // may be moved out.
+  Entry* prev_entry(const std::string& path) {
     if (!prev_) return nullptr;
     auto& v = prev_->entries;
-    while (pi_ < v.size() && path_less(v[pi_].path, path)) ++pi_;
-    if (pi_ < v.size() && v[pi_].path == path) return &v[pi_];
+    while (prev_ready(pi_) && path_less(v[pi_].path, path)) ++pi_;
+    if (prev_ready(pi_) && v[pi_].path == path) return &v[pi_];
     return nullptr;
   }
 
@@ -128,13 +146,13 @@ class Capturer {
   // Names, xattrs and link target: reused from the previous snapshot when the
   // inode's ctime says nothing changed.
   Status finish_entry(Entry& e, const struct stat& st, const std::string& abs) {
-    const Entry* p = prev_entry(e.path);
+    Entry* p = prev_entry(e.path);
     if (p && p->type == e.type && p->ino == e.ino && p->ctime_sec == e.ctime_sec &&
         p->ctime_nsec == e.ctime_nsec && p->uid == e.uid && p->gid == e.gid) {
-      e.uname = p->uname;
-      e.gname = p->gname;
-      e.xattrs = p->xattrs;
-      if (e.type == EntryType::Symlink) e.target = p->target;
+      e.uname = std::move(p->uname);
+      e.gname = std::move(p->gname);
+      e.xattrs = std::move(p->xattrs);
+      if (e.type == EntryType::Symlink) e.target = std::move(p->target);
       return {};
     }
     e.uname = names_.user(st.st_uid);
@@ -145,7 +163,11 @@ class Capturer {
     if (e.type == EntryType::Symlink) {
       std::string t(st.st_size + 1, '\0');
       ssize_t n = ::readlink(abs.c_str(), t.data(), t.size());
-      if (n < 0) return fail("failed to read symlink " + abs + ": " + errstr(errno));
+      if (n < 0) {
+        warn("failed to read symlink " + abs + ": " + errstr(errno));
+        ++res.unreadable;
+        n = 0;
+      }
       t.resize(n);
       e.target = t;
       e.size = t.size();
@@ -201,7 +223,16 @@ class Capturer {
       PB_TRY(finish_entry(e, st, abs));
       ++res.entries;
       switch (e.type) {
-        case EntryType::File: PB_TRY(capture_file(dirfd, name, e, st)); break;
+        case EntryType::File:
+          PB_TRY(capture_file(dirfd, name, e, st));
+          if (vanished_) {  // deleted between listing and reading: not part of this snapshot
+            vanished_ = false;
+            --res.files;
+            --res.entries;
+            res.bytes_total -= e.size;
+            continue;
+          }
+          break;
         case EntryType::Dir: ++res.dirs; break;
         case EntryType::Symlink: ++res.symlinks; break;
         default: ++res.specials; break;
@@ -226,10 +257,10 @@ class Capturer {
   Status capture_file(int dirfd, const std::string& name, Entry& e, const struct stat& st0) {
     ++res.files;
     res.bytes_total += e.size;
-    const Entry* p = prev_entry(e.path);
+    Entry* p = prev_entry(e.path);
     if (stat_cache_hit(e, p)) {
       e.content = p->content;
-      e.extents = p->extents;
+      e.extents = std::move(p->extents);
       e.flags = p->flags & kFlagSparse;
       ++res.files_unchanged;
       return {};
@@ -251,6 +282,7 @@ class Capturer {
         }
         return {};
       }
+      if (vanished_) return {};
       if (!changed) break;
       if (attempt >= opt_.change_retries) {
         e.flags |= kFlagChanging;
@@ -272,6 +304,10 @@ class Capturer {
     int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
     Fd fd(::openat(dirfd, name.c_str(), flags | O_NOATIME));
     if (!fd.valid() && errno == EPERM) fd = Fd(::openat(dirfd, name.c_str(), flags));
+    if (!fd.valid() && errno == ENOENT) {
+      vanished_ = true;
+      return {};
+    }
     if (!fd.valid()) return fail("failed to read " + abs + ": " + errstr(errno));
     struct stat fst;
     if (::fstat(fd.get(), &fst) != 0 || fst.st_ino != st.st_ino) {
@@ -330,7 +366,9 @@ class Capturer {
   Store& store_;
   ObjectStore& obj_;
   const CaptureOptions& opt_;
-  const Manifest* prev_;
+  Manifest* prev_;
+  const std::atomic<size_t>* ready_;
+  const std::atomic<bool>* done_;
   NameMap names_;
   Progress progress_;
   std::vector<std::string> patterns_;
@@ -339,6 +377,7 @@ class Capturer {
   std::string buf_;
   size_t pi_ = 0;
   dev_t root_dev_ = 0;
+  bool vanished_ = false;
 };
 
 }  // namespace
@@ -351,24 +390,52 @@ Result<CaptureResult> capture(Store& store, const CaptureOptions& opt) {
   PB_ASSIGN(FileLock store_lock, store.lock_store(false));
   PB_ASSIGN(FileLock host_lock, store.lock_host(opt.host));
   store.objects().clean_stale_temps();
+  store.objects().clean_stale_temps(store.host_dir(opt.host) + "/manifests");
+  store.objects().clean_stale_temps(store.host_dir(opt.host) + "/refs");
 
   PB_ASSIGN(auto latest, store.read_ref(opt.host, "latest"));
   Manifest prev;
   Hash parent;
   uint64_t seq = 1;
+  std::string prev_raw, prev_path;
   if (latest) {
+    prev_path = store.manifest_path(opt.host, latest->sequence);
     PB_ASSIGN(std::string data, store.read_manifest_bytes(opt.host, latest->sequence));
     if (manifest_id(data) != latest->manifest)
       return make_error(kExitCorrupt, "failed to read snapshot " + std::to_string(latest->sequence) +
                                           " of host " + opt.host + ": manifest does not match the latest ref");
-    PB_ASSIGN(prev, decode_manifest(data, store.manifest_path(opt.host, latest->sequence)));
+    PB_ASSIGN(prev_raw, manifest_begin(data, prev_path, prev));
     parent = latest->manifest;
     seq = latest->sequence + 1;
   }
 
-  Capturer c(store, opt, latest ? &prev : nullptr);
+  // The previous manifest decodes on a second thread while the walk, which
+  // visits paths in the same order, consumes its entries.
+  std::atomic<size_t> ready{0};
+  std::atomic<bool> done{!latest};
+  Status decoded;
+  std::thread decoder;
+  if (latest) {
+    decoder = std::thread([&] {
+      decoded = manifest_decode_entries(prev_raw, prev, prev_path,
+                                        [&](size_t n) { ready.store(n, std::memory_order_release); });
+      done.store(true, std::memory_order_release);
+    });
+  }
+  struct Joiner {
+    std::thread& t;
+    ~Joiner() {
+      if (t.joinable()) t.join();
+    }
+  } joiner{decoder};
+  auto tprev = std::chrono::steady_clock::now();
+  Capturer c(store, opt, latest ? &prev : nullptr, &ready, &done);
   Manifest m;
-  PB_TRY(c.run(m));
+  Status walked = c.run(m);
+  if (decoder.joinable()) decoder.join();
+  PB_TRY(decoded);
+  PB_TRY(walked);
+  auto twalk = std::chrono::steady_clock::now();
   CaptureResult res = std::move(c.res);
   m.header.host = opt.host;
   m.header.sequence = seq;
@@ -389,6 +456,11 @@ Result<CaptureResult> capture(Store& store, const CaptureOptions& opt) {
   res.manifest = manifest_id(data);
   PB_TRY(store.write_ref(opt.host, "latest", Ref{seq, res.manifest}));
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (std::getenv("PLANB_TIMING")) {
+    auto d = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+    std::fprintf(stderr, "timing: load previous %.3f, walk %.3f, write %.3f\n", d(t0, tprev), d(tprev, twalk),
+                 d(twalk, std::chrono::steady_clock::now()));
+  }
   return res;
 }
 

@@ -15,9 +15,7 @@ namespace {
 Result<RetentionPolicy> policy_for(const Store& store, const CaptureCmdOptions& o) {
   PB_ASSIGN(RetentionPolicy p, load_retention(store));
   if (!o.keep_last.empty()) {
-    PB_ASSIGN(uint64_t n, parse_size(o.keep_last));
-    if (n < 1) return make_error(kExitUsage, "failed to parse --keep-last: must be at least 1");
-    p.keep_last = n;
+    PB_ASSIGN(p.keep_last, parse_count(o.keep_last, "--keep-last"));
   }
   if (!o.keep_within.empty()) {
     PB_ASSIGN(p.keep_within_sec, parse_duration(o.keep_within));

@@ -160,13 +160,12 @@ Hash manifest_id(std::string_view data) {
   return h;
 }
 
-Result<Manifest> decode_manifest(std::string_view data, const std::string& what) {
+Result<std::string> manifest_begin(std::string_view data, const std::string& what, Manifest& m) {
   if (data.size() < 36) return corrupt(what, "too short");
   if (hash_bytes(data.substr(0, data.size() - 32)) != manifest_id(data))
     return corrupt(what, "checksum mismatch (damaged file)");
   data.remove_suffix(32);
   ByteReader r(data);
-  Manifest m;
   std::string why;
   if (!decode_header(r, m.header, why)) return corrupt(what, why);
   uint64_t raw_size = r.varint();
@@ -174,9 +173,16 @@ Result<Manifest> decode_manifest(std::string_view data, const std::string& what)
   std::string raw(raw_size, '\0');
   size_t n = ZSTD_decompress(raw.data(), raw_size, data.data() + r.pos(), data.size() - r.pos());
   if (ZSTD_isError(n) || n != raw_size) return corrupt(what, "corrupt compressed body");
-  ByteReader b(raw);
   if (m.header.entries > raw_size) return corrupt(what, "bad entry count");
+  m.entries.clear();
   m.entries.resize(m.header.entries);
+  return raw;
+}
+
+Status manifest_decode_entries(std::string_view raw, Manifest& m, const std::string& what,
+                               const std::function<void(size_t)>& published) {
+  ByteReader b(raw);
+  uint64_t raw_size = raw.size();
   std::string prev;
   for (Entry& e : m.entries) {
     uint64_t common = b.varint();
@@ -226,8 +232,16 @@ Result<Manifest> decode_manifest(std::string_view data, const std::string& what)
       if (!path_less(prev, e.path)) return corrupt(what, "entries out of order at " + e.path);
     }
     prev = e.path;
+    if (published) published(size_t(&e - m.entries.data()) + 1);
   }
   if (!b.done()) return corrupt(what, "trailing data");
+  return {};
+}
+
+Result<Manifest> decode_manifest(std::string_view data, const std::string& what) {
+  Manifest m;
+  PB_ASSIGN(std::string raw, manifest_begin(data, what, m));
+  PB_TRY(manifest_decode_entries(raw, m, what, nullptr));
   return m;
 }
 

@@ -2,6 +2,7 @@
 // Format "PBMF" v1 (doc/formats.md): a header, then a zstd frame of records.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -86,6 +87,13 @@ Result<Manifest> decode_manifest(std::string_view data, const std::string& what)
 // The manifest's id: BLAKE2b-256 of everything before its 32-byte trailer,
 // which holds that same hash (so a damaged manifest is always detected).
 Hash manifest_id(std::string_view data);
+// Two-step decoding, so entries can be consumed while later ones decode:
+// manifest_begin checks the checksum, reads the header, sizes m.entries and
+// returns the decompressed body; manifest_decode_entries fills m.entries in
+// order, calling published(n) once the first n are complete.
+Result<std::string> manifest_begin(std::string_view data, const std::string& what, Manifest& m);
+Status manifest_decode_entries(std::string_view raw, Manifest& m, const std::string& what,
+                               const std::function<void(size_t)>& published);
 // Just the uncompressed header (fast listing).
 Result<ManifestHeader> decode_manifest_header(std::string_view data, const std::string& what);
 

@@ -7,6 +7,8 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -196,8 +198,40 @@ Result<std::vector<ChunkRef>> ObjectStore::expand(const Hash& id, uint64_t size)
   return decode_index(raw, id.hex());
 }
 
-void ObjectStore::clean_stale_temps() {
-  DIR* d = ::opendir(tmpdir_.c_str());
+Status ObjectStore::scan(const ScanFn& fn) const {
+  DIR* top = ::opendir(objdir_.c_str());
+  if (!top) return fail("failed to list " + objdir_ + ": " + errstr(errno));
+  std::vector<std::string> subs;
+  auto is_hex2 = [](const char* n) {
+    return std::strlen(n) == 2 && std::isxdigit(static_cast<unsigned char>(n[0])) &&
+           std::isxdigit(static_cast<unsigned char>(n[1]));
+  };
+  while (auto* e = ::readdir(top)) {
+    if (e->d_name[0] == '.') continue;
+    if (is_hex2(e->d_name)) subs.push_back(e->d_name);
+    else fn(std::nullopt, objdir_ + "/" + e->d_name, 0);
+  }
+  ::closedir(top);
+  std::sort(subs.begin(), subs.end());
+  for (auto& sub : subs) {
+    std::string dpath = objdir_ + "/" + sub;
+    DIR* d = ::opendir(dpath.c_str());
+    if (!d) return fail("failed to list " + dpath + ": " + errstr(errno));
+    while (auto* e = ::readdir(d)) {
+      if (e->d_name[0] == '.' && (e->d_name[1] == 0 || (e->d_name[1] == '.' && e->d_name[2] == 0))) continue;
+      struct stat st;
+      if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      auto h = e->d_name[0] == '.' ? std::nullopt : Hash::from_hex(sub + e->d_name);
+      fn(h, dpath + "/" + e->d_name, uint64_t(st.st_size));
+    }
+    ::closedir(d);
+  }
+  return {};
+}
+
+void ObjectStore::clean_stale_temps(const std::string& dir_in) const {
+  const std::string& dir = dir_in.empty() ? tmpdir_ : dir_in;
+  DIR* d = ::opendir(dir.c_str());
   if (!d) return;
   while (auto* e = ::readdir(d)) {
     std::string name = e->d_name;

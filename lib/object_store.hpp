@@ -1,7 +1,9 @@
 // Content-addressed object store: STORE/objects/xx/<rest of hex id>.
 // An object is a 16-byte header then the payload, raw or zstd-compressed.
 #pragma once
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -40,8 +42,11 @@ class ObjectStore {
   Result<ObjKind> kind_of(const Hash& id);
   // All chunk refs of a content id: itself if a blob, its chunks if an index.
   Result<std::vector<ChunkRef>> expand(const Hash& id, uint64_t size);
-  // Remove temp files of dead processes.
-  void clean_stale_temps();
+  // Every file under objects/: its id (nullopt for a stray name), path and size.
+  using ScanFn = std::function<void(const std::optional<Hash>& id, const std::string& path, uint64_t size)>;
+  Status scan(const ScanFn& fn) const;
+  // Remove temp files of dead processes from dir (default: STORE/tmp).
+  void clean_stale_temps(const std::string& dir = "") const;
 
  private:
   std::string root_, objdir_, tmpdir_;

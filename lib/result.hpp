@@ -17,6 +17,7 @@ enum ExitCode : int {
   kExitCorrupt = 5,    // damaged store: hash mismatch, bad manifest
   kExitExists = 6,     // destination exists and --force not given
   kExitLocked = 7,     // store or host is locked by another process
+  kExitRefused = 8,    // bundle refused: replay, gap or parent mismatch
 };
 
 struct Error {

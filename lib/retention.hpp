@@ -20,7 +20,8 @@ struct RetentionPolicy {
 // STORE/config: "keep-last = 30", "keep-within = 90d", "max-size = 200G".
 Result<RetentionPolicy> load_retention(const Store& store);
 Result<uint64_t> parse_size(const std::string& s);       // 10G, 512M, 1024
-Result<int64_t> parse_duration(const std::string& s);    // 90d, 12h, 2w, 30m, 45s
+Result<int64_t> parse_duration(const std::string& s);
+Result<uint64_t> parse_count(const std::string& s, const std::string& what);  // >= 1    // 90d, 12h, 2w, 30m, 45s
 
 struct PruneResult {
   std::vector<std::pair<std::string, uint64_t>> removed;  // host, sequence

@@ -49,35 +49,22 @@ Result<VerifyResult> verify_store(Store& store, const std::string& only_host) {
     }
   }
   Progress prog("verify");
-  std::string objdir = join_path(store.root(), "objects");
   std::unordered_set<Hash, HashHasher> present;
-  DIR* top = ::opendir(objdir.c_str());
-  if (!top) return fail("failed to list " + objdir + ": " + errstr(errno));
-  std::vector<std::string> subs;
-  while (auto* e = ::readdir(top))
-    if (std::strlen(e->d_name) == 2) subs.push_back(e->d_name);
-  ::closedir(top);
-  for (auto& sub : subs) {
-    DIR* d = ::opendir((objdir + "/" + sub).c_str());
-    if (!d) continue;
-    std::vector<std::string> names;
-    while (auto* e = ::readdir(d))
-      if (e->d_name[0] != '.') names.push_back(e->d_name);
-    ::closedir(d);
-    for (auto& n : names) {
-      auto h = Hash::from_hex(sub + n);
-      if (!h) {
-        res.damage.push_back("stray file in object store: objects/" + sub + "/" + n);
-        continue;
-      }
-      present.insert(*h);
-      if (!only_host.empty() && !referenced.count(*h)) continue;
-      auto data = store.objects().get(*h, true);
-      ++res.objects;
-      if (!data.ok()) res.damage.push_back(data.error().message);
-      else res.bytes += data->size();
-      prog.update(res.objects, res.bytes);
+  std::vector<Hash> ids;
+  PB_TRY(store.objects().scan([&](const std::optional<Hash>& h, const std::string& path, uint64_t) {
+    if (!h) {
+      res.damage.push_back("stray file in object store: " + path);
+      return;
     }
+    present.insert(*h);
+    if (only_host.empty() || referenced.count(*h)) ids.push_back(*h);
+  }));
+  for (auto& h : ids) {
+    auto data = store.objects().get(h, true);
+    ++res.objects;
+    if (!data.ok()) res.damage.push_back(data.error().message);
+    else res.bytes += data->size();
+    prog.update(res.objects, res.bytes);
   }
   prog.done();
   for (auto& h : referenced)

@@ -189,6 +189,15 @@ print(len(v), [x["snapshots"] for x in v], v[0]["entry"]["size"], v[1]["entry"][
   assert_output "1 ['/big', '/dir', '/small']"
 }
 
+@test "ls shows every name of a hard-linked file with the file's size and owner" {
+  local name
+  for name in /hl-a /dir/hl-b /hl-c; do
+    run -0 rst ls --snapshot 1 "$name"
+    # fields: mode user group size date time name
+    assert_equal "$(awk '{print $2, $3, $4}' <<<"$output")" "root root 15"
+  done
+}
+
 @test "list shows both snapshots" {
   run -0 rst list
   assert_line --regexp '^1 '

@@ -1,5 +1,7 @@
 #include "cli.hpp"
 
+#include "memory.hpp"
+
 #include <cstdio>
 #include <exception>
 #include <new>
@@ -7,6 +9,7 @@
 namespace planb {
 
 int run_command(const std::string& prog, const std::function<Status()>& body) {
+  tune_memory();
   try {
     Status st = body();
     if (st.ok()) return kExitOk;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -160,6 +161,7 @@ class Restorer {
       if (::lstat(d.c_str(), &st) == 0) continue;
       if (::mkdir(d.c_str(), 0700) != 0) return fail("failed to create directory " + d + ": " + errstr(errno));
       dirs_.push_back(e);
+      touched_.push_back(d);
     }
     for (const Entry* e : sel) {
       PB_TRY(restore_one(*e, res));
@@ -170,10 +172,24 @@ class Restorer {
     for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it)
       PB_TRY(apply_metadata(**it, dest(**it), -1, res.warnings));
     progress_.done();
-    return sync_filesystem(opt_.dest);
+    return make_durable();
   }
 
  private:
+  // A few files: fsync each and its directory (a syncfs would also wait for
+  // unrelated dirty data on the same file system). Many: one syncfs.
+  Status make_durable() {
+    if (touched_.size() > 512) return sync_filesystem(opt_.dest);
+    std::set<std::string> dirs;
+    for (auto& p : touched_) {
+      Fd fd(::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+      if (fd.valid() && ::fsync(fd.get()) != 0) return fail("failed to sync " + p + ": " + errstr(errno));
+      dirs.insert(dirname_of(p));
+    }
+    for (auto& d : dirs) PB_TRY(fsync_dir(d));
+    return {};
+  }
+
   std::string dest(const Entry& e) const { return e.path.empty() ? opt_.dest : join_path(opt_.dest, e.path); }
 
   Status restore_one(const Entry& e, RestoreResult& res) {
@@ -187,6 +203,7 @@ class Restorer {
       }
       if (!exists && ::mkdir(d.c_str(), 0700) != 0) return fail("failed to create directory " + d + ": " + errstr(errno));
       dirs_.push_back(&e);
+      if (touched_.size() <= 512) touched_.push_back(d);
       return {};
     }
     if (exists && S_ISDIR(st.st_mode)) {
@@ -246,6 +263,8 @@ class Restorer {
       ::unlink(tmp.c_str());
       return fail("failed to rename " + tmp + " to " + d + ": " + errstr(errno));
     }
+    if (e.type == EntryType::File && touched_.size() <= 512) touched_.push_back(d);
+    else if (touched_.size() <= 512) touched_.push_back(dirname_of(d) + "/.");
     return {};
   }
 
@@ -255,6 +274,7 @@ class Restorer {
   Progress progress_;
   std::vector<const Entry*> parents_, dirs_;
   std::unordered_map<std::string, std::string> written_;
+  std::vector<std::string> touched_;
 };
 
 }  // namespace

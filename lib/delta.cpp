@@ -9,6 +9,13 @@ namespace planb {
 
 namespace {
 
+// librsync reports problems on stderr by default; Plan B reports them itself.
+void quiet_trace(rs_loglevel, char const*) {}
+const bool kQuiet = [] {
+  rs_trace_to(&quiet_trace);
+  return true;
+}();
+
 // Drive a librsync job over an in-memory input, collecting output.
 Status drive(rs_job_t* job, std::string_view in, std::string* out, const char* what) {
   rs_buffers_t b{};

@@ -78,7 +78,7 @@ class Capturer {
     if (!fd.valid()) return fail("failed to open source " + opt_.source + ": " + errstr(errno));
     Entry root;
     fill_meta(root, "", st);
-    PB_TRY(finish_entry(root, st, opt_.source));
+    PB_TRY(finish_entry(root, st, -1, "", opt_.source));
     out_.push_back(std::move(root));
     PB_TRY(walk_dir(fd.get(), ""));
     PB_TRY(obj_.commit());
@@ -145,7 +145,14 @@ class Capturer {
 
   // Names, xattrs and link target: reused from the previous snapshot when the
   // inode's ctime says nothing changed.
-  Status finish_entry(Entry& e, const struct stat& st, const std::string& abs) {
+  // A short path for a (directory fd, name) pair: the real one when it is
+  // short, else through /proc/self/fd, so paths beyond PATH_MAX still work.
+  static std::string short_path(int dirfd, const std::string& name, const std::string& abs) {
+    if (dirfd < 0 || abs.size() < 2048) return abs;
+    return "/proc/self/fd/" + std::to_string(dirfd) + "/" + name;
+  }
+
+  Status finish_entry(Entry& e, const struct stat& st, int dirfd, const std::string& name, const std::string& abs) {
     Entry* p = prev_entry(e.path);
     if (p && p->type == e.type && p->ino == e.ino && p->ctime_sec == e.ctime_sec &&
         p->ctime_nsec == e.ctime_nsec && p->uid == e.uid && p->gid == e.gid) {
@@ -157,12 +164,13 @@ class Capturer {
     }
     e.uname = names_.user(st.st_uid);
     e.gname = names_.group(st.st_gid);
-    auto x = read_xattrs(abs);
+    auto x = read_xattrs(short_path(dirfd, name, abs), abs);
     if (x.ok()) e.xattrs = std::move(*x);
     else warn(x.error().message);
     if (e.type == EntryType::Symlink) {
       std::string t(st.st_size + 1, '\0');
-      ssize_t n = ::readlink(abs.c_str(), t.data(), t.size());
+      ssize_t n = dirfd >= 0 ? ::readlinkat(dirfd, name.c_str(), t.data(), t.size())
+                             : ::readlink(abs.c_str(), t.data(), t.size());
       if (n < 0) {
         warn("failed to read symlink " + abs + ": " + errstr(errno));
         ++res.unreadable;
@@ -220,7 +228,7 @@ class Capturer {
           continue;
         }
       }
-      PB_TRY(finish_entry(e, st, abs));
+      PB_TRY(finish_entry(e, st, dirfd, name, abs));
       ++res.entries;
       switch (e.type) {
         case EntryType::File:

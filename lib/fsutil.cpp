@@ -143,6 +143,31 @@ Status sync_filesystem(const std::string& any_path) {
   return {};
 }
 
+Result<ShortPath> shorten(const std::string& path) {
+  ShortPath sp;
+  if (path.size() < 2048) {
+    sp.path = path;
+    return sp;
+  }
+  auto slash = path.find_last_of('/');
+  std::string parent = path.substr(0, slash), name = path.substr(slash + 1);
+  Fd cur(::open(parent[0] == '/' ? "/" : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  size_t i = 0;
+  while (i < parent.size()) {
+    size_t j = parent.find('/', i);
+    if (j == std::string::npos) j = parent.size();
+    std::string comp = parent.substr(i, j - i);
+    i = j + 1;
+    if (comp.empty() || comp == ".") continue;
+    Fd next(::openat(cur.get(), comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!next.valid()) return fail("failed to open directory " + parent + ": " + errstr(errno));
+    cur = std::move(next);
+  }
+  sp.path = "/proc/self/fd/" + std::to_string(cur.get()) + "/" + name;
+  sp.dir = std::move(cur);
+  return sp;
+}
+
 Status DurableBatch::commit() {
   if (items_.empty()) return {};
   PB_TRY(sync_filesystem(root_));

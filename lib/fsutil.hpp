@@ -69,6 +69,16 @@ class DurableBatch {
 
 Status sync_filesystem(const std::string& any_path);
 
+// A path usable in system calls even beyond PATH_MAX: itself when short,
+// else /proc/self/fd/<parent dir fd>/<name>, holding the parent open (opened
+// component by component with openat, not following symlinks).
+struct ShortPath {
+  Fd dir;
+  std::string path;
+  const char* c_str() const { return path.c_str(); }
+};
+Result<ShortPath> shorten(const std::string& path);
+
 // Advisory lock (flock) held for the object's lifetime.
 class FileLock {
  public:

@@ -143,7 +143,8 @@ class Restorer {
       for (const Entry* e : sel) {
         struct stat st;
         std::string d = dest(*e);
-        if (::lstat(d.c_str(), &st) == 0 && !(e->type == EntryType::Dir && S_ISDIR(st.st_mode))) {
+        auto D = shorten(d);  // fails only if a parent is missing: then no clash
+        if (D.ok() && ::lstat(D->c_str(), &st) == 0 && !(e->type == EntryType::Dir && S_ISDIR(st.st_mode))) {
           clash.push_back(d);
           if (clash.size() >= 3) break;
         }
@@ -158,8 +159,9 @@ class Restorer {
     for (const Entry* e : parents_) {
       std::string d = dest(*e);
       struct stat st;
-      if (::lstat(d.c_str(), &st) == 0) continue;
-      if (::mkdir(d.c_str(), 0700) != 0) return fail("failed to create directory " + d + ": " + errstr(errno));
+      PB_ASSIGN(ShortPath D, shorten(d));
+      if (::lstat(D.c_str(), &st) == 0) continue;
+      if (::mkdir(D.c_str(), 0700) != 0) return fail("failed to create directory " + d + ": " + errstr(errno));
       dirs_.push_back(e);
       touched_.push_back(d);
     }
@@ -169,8 +171,10 @@ class Restorer {
       progress_.update(res.entries, res.bytes);
     }
     // Directory metadata last, deepest first, so children don't touch mtimes.
-    for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it)
-      PB_TRY(apply_metadata(**it, dest(**it), -1, res.warnings));
+    for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
+      PB_ASSIGN(ShortPath D, shorten(dest(**it)));
+      PB_TRY(apply_metadata(**it, D.path, -1, res.warnings));
+    }
     progress_.done();
     return make_durable();
   }
@@ -182,11 +186,15 @@ class Restorer {
     if (touched_.size() > 512) return sync_filesystem(opt_.dest);
     std::set<std::string> dirs;
     for (auto& p : touched_) {
-      Fd fd(::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+      PB_ASSIGN(ShortPath P, shorten(p));
+      Fd fd(::open(P.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
       if (fd.valid() && ::fsync(fd.get()) != 0) return fail("failed to sync " + p + ": " + errstr(errno));
       dirs.insert(dirname_of(p));
     }
-    for (auto& d : dirs) PB_TRY(fsync_dir(d));
+    for (auto& d : dirs) {
+      PB_ASSIGN(ShortPath D, shorten(d + "/."));
+      PB_TRY(fsync_dir(D.path));
+    }
     return {};
   }
 
@@ -194,14 +202,15 @@ class Restorer {
 
   Status restore_one(const Entry& e, RestoreResult& res) {
     std::string d = dest(e);
+    PB_ASSIGN(ShortPath D, shorten(d));
     struct stat st;
-    bool exists = ::lstat(d.c_str(), &st) == 0;
+    bool exists = ::lstat(D.c_str(), &st) == 0;
     if (e.type == EntryType::Dir) {
       if (exists && !S_ISDIR(st.st_mode)) {
-        if (::unlink(d.c_str()) != 0) return fail("failed to replace " + d + ": " + errstr(errno));
+        if (::unlink(D.c_str()) != 0) return fail("failed to replace " + d + ": " + errstr(errno));
         exists = false;
       }
-      if (!exists && ::mkdir(d.c_str(), 0700) != 0) return fail("failed to create directory " + d + ": " + errstr(errno));
+      if (!exists && ::mkdir(D.c_str(), 0700) != 0) return fail("failed to create directory " + d + ": " + errstr(errno));
       dirs_.push_back(&e);
       if (touched_.size() <= 512) touched_.push_back(d);
       return {};
@@ -212,14 +221,15 @@ class Restorer {
     }
     // Build under a temp name beside the destination, then rename over it.
     std::string tmp = temp_name(dirname_of(d), "planb-restore");
+    PB_ASSIGN(ShortPath T, shorten(tmp));
     switch (e.type) {
       case EntryType::File: {
-        Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+        Fd fd(::open(T.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
         if (!fd.valid()) return fail("failed to create " + tmp + ": " + errstr(errno));
         auto st2 = e.has_content() ? write_content(store_.objects(), e, fd.get(), d) : Status{};
-        if (st2.ok()) st2 = apply_metadata(e, tmp, fd.get(), res.warnings);
+        if (st2.ok()) st2 = apply_metadata(e, T.path, fd.get(), res.warnings);
         if (!st2.ok()) {
-          ::unlink(tmp.c_str());
+          ::unlink(T.c_str());
           return st2;
         }
         if (e.flags & (kFlagUnreadable | kFlagStale | kFlagChanging))
@@ -235,7 +245,8 @@ class Restorer {
       case EntryType::Hardlink: {
         auto it = written_.find(e.target);
         if (it != written_.end()) {
-          if (::link(it->second.c_str(), tmp.c_str()) != 0)
+          PB_ASSIGN(ShortPath L, shorten(it->second));
+          if (::link(L.c_str(), T.c_str()) != 0)
             return fail("failed to link " + d + " to " + it->second + ": " + errstr(errno));
           break;
         }
@@ -248,19 +259,19 @@ class Restorer {
         return restore_one(copy, res);
       }
       case EntryType::Symlink:
-        if (::symlink(e.target.c_str(), tmp.c_str()) != 0) return fail("failed to create symlink " + d + ": " + errstr(errno));
-        PB_TRY(apply_metadata(e, tmp, -1, res.warnings));
+        if (::symlink(e.target.c_str(), T.c_str()) != 0) return fail("failed to create symlink " + d + ": " + errstr(errno));
+        PB_TRY(apply_metadata(e, T.path, -1, res.warnings));
         break;
       default: {
         mode_t type = e.type == EntryType::Fifo ? S_IFIFO : e.type == EntryType::Socket ? S_IFSOCK
                       : e.type == EntryType::Char ? S_IFCHR : S_IFBLK;
-        if (::mknod(tmp.c_str(), type | 0600, dev_t(e.rdev)) != 0)
+        if (::mknod(T.c_str(), type | 0600, dev_t(e.rdev)) != 0)
           return fail("failed to create " + d + ": " + errstr(errno));
-        PB_TRY(apply_metadata(e, tmp, -1, res.warnings));
+        PB_TRY(apply_metadata(e, T.path, -1, res.warnings));
       }
     }
-    if (::rename(tmp.c_str(), d.c_str()) != 0) {
-      ::unlink(tmp.c_str());
+    if (::rename(T.c_str(), D.c_str()) != 0) {
+      ::unlink(T.c_str());
       return fail("failed to rename " + tmp + " to " + d + ": " + errstr(errno));
     }
     if (e.type == EntryType::File && touched_.size() <= 512) touched_.push_back(d);

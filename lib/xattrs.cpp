@@ -9,7 +9,8 @@
 
 namespace planb {
 
-Result<XattrList> read_xattrs(const std::string& path) {
+Result<XattrList> read_xattrs(const std::string& path, const std::string& display_in) {
+  const std::string& display = display_in.empty() ? path : display_in;
   XattrList out;
   std::string names(1024, '\0');
   ssize_t n;
@@ -21,7 +22,7 @@ Result<XattrList> read_xattrs(const std::string& path) {
       continue;
     }
     if (errno == ENOTSUP || errno == ENOSYS) return out;
-    return fail("failed to list extended attributes of " + path + ": " + errstr(errno));
+    return fail("failed to list extended attributes of " + display + ": " + errstr(errno));
   }
   names.resize(n);
   size_t pos = 0;
@@ -46,7 +47,7 @@ Result<XattrList> read_xattrs(const std::string& path) {
         name.clear();
         break;
       }
-      return fail("failed to read extended attribute " + name + " of " + path + ": " + errstr(errno));
+      return fail("failed to read extended attribute " + name + " of " + display + ": " + errstr(errno));
     }
     if (!name.empty()) out.emplace_back(std::move(name), std::move(val));
   }

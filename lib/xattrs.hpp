@@ -10,7 +10,8 @@
 namespace planb {
 
 using XattrList = std::vector<std::pair<std::string, std::string>>;
-Result<XattrList> read_xattrs(const std::string& path);
+// `display` names the file in errors (defaults to path).
+Result<XattrList> read_xattrs(const std::string& path, const std::string& display = "");
 Status write_xattrs(const std::string& path, const XattrList& xattrs);
 
 }  // namespace planb

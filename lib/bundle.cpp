@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
 #include <sstream>
 #include <unordered_set>
 
@@ -200,24 +201,16 @@ Result<DiffResult> write_bundle(Store& store, const DiffOptions& opt) {
   // Output: a temp file renamed into place when complete, or stdout.
   Writer w;
   w.mtime = h.created_ns / 1000000000;
-  std::string tmp;
-  Fd outfd;
+  std::optional<AtomicFile> file;
   if (opt.out == "-" || opt.out.empty()) {
     w.fd = 1;
     w.what = "bundle to stdout";
   } else {
-    tmp = temp_name(dirname_of(opt.out), "planb-diff");
-    outfd = Fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-    if (!outfd.valid()) return fail("failed to create bundle " + opt.out + ": " + errstr(errno));
-    w.fd = outfd.get();
+    PB_ASSIGN(AtomicFile f, AtomicFile::create(opt.out, 0644));
+    file.emplace(std::move(f));
+    w.fd = file->fd();
     w.what = "bundle " + opt.out;
   }
-  struct TmpGuard {
-    std::string p;
-    ~TmpGuard() {
-      if (!p.empty()) ::unlink(p.c_str());
-    }
-  } guard{tmp};
 
   PB_TRY(w.open());
   PB_TRY(w.entry("PLANB-BUNDLE", h.encode()));
@@ -289,14 +282,7 @@ Result<DiffResult> write_bundle(Store& store, const DiffOptions& opt) {
   }
   PB_TRY(w.close());
   prog.done();
-  if (outfd.valid()) {
-    if (::fsync(outfd.get()) != 0) return fail("failed to sync bundle " + tmp + ": " + errstr(errno));
-    outfd = Fd();
-    if (::rename(tmp.c_str(), opt.out.c_str()) != 0)
-      return fail("failed to rename " + tmp + " to " + opt.out + ": " + errstr(errno));
-    guard.p.clear();
-    PB_TRY(fsync_dir(dirname_of(opt.out)));
-  }
+  if (file) PB_TRY(file->commit());
   res.bundle_bytes = w.bytes;
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return res;

@@ -99,22 +99,38 @@ Status fsync_dir(const std::string& dir) {
   return {};
 }
 
-Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode) {
-  std::string dir = dirname_of(path);
-  std::string tmp = temp_name(dir, "w");
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
-  if (!fd.valid()) return fail("failed to create " + tmp + ": " + errstr(errno));
-  auto st = write_all(fd.get(), data.data(), data.size(), tmp);
-  if (st.ok() && ::fchmod(fd.get(), mode) != 0) st = fail("failed to chmod " + tmp + ": " + errstr(errno));
-  if (st.ok() && ::fsync(fd.get()) != 0) st = fail("failed to sync " + tmp + ": " + errstr(errno));
-  fd = Fd();
-  if (st.ok() && ::rename(tmp.c_str(), path.c_str()) != 0)
-    st = fail("failed to rename " + tmp + " to " + path + ": " + errstr(errno));
-  if (!st.ok()) {
-    ::unlink(tmp.c_str());
-    return st;
+Result<AtomicFile> AtomicFile::create(const std::string& path, mode_t mode) {
+  AtomicFile f;
+  f.path_ = path;
+  f.mode_ = mode;
+  f.tmp_ = temp_name(dirname_of(path), "w");
+  f.fd_ = Fd(::open(f.tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!f.fd_.valid()) {
+    int err = errno;
+    f.tmp_.clear();
+    return fail("failed to create " + path + ": " + errstr(err));
   }
-  return fsync_dir(dir);
+  return f;
+}
+
+AtomicFile::~AtomicFile() {
+  if (!tmp_.empty()) ::unlink(tmp_.c_str());
+}
+
+Status AtomicFile::commit() {
+  if (::fchmod(fd_.get(), mode_) != 0) return fail("failed to chmod " + tmp_ + ": " + errstr(errno));
+  if (::fsync(fd_.get()) != 0) return fail("failed to sync " + tmp_ + ": " + errstr(errno));
+  fd_ = Fd();
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0)
+    return fail("failed to rename " + tmp_ + " to " + path_ + ": " + errstr(errno));
+  tmp_.clear();
+  return fsync_dir(dirname_of(path_));
+}
+
+Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode) {
+  PB_ASSIGN(AtomicFile f, AtomicFile::create(path, mode));
+  PB_TRY(write_all(f.fd(), data.data(), data.size(), path));
+  return f.commit();
 }
 
 Status mkdir_p(const std::string& path, mode_t mode) {

@@ -6,6 +6,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "result.hpp"
@@ -37,7 +38,28 @@ Status write_all(int fd, const void* data, size_t len, const std::string& what);
 // Read up to len bytes; returns bytes read (short only at EOF).
 Result<size_t> read_full(int fd, void* buf, size_t len, const std::string& what);
 
-// The one atomic-write helper: temp file beside path, write, fsync, rename, fsync dir.
+// The one atomic-write helper, for streams: a temp file beside `path`;
+// commit() fsyncs it, renames it over `path` and fsyncs the directory.
+// Destroyed without commit(), the temp file is removed.
+class AtomicFile {
+ public:
+  static Result<AtomicFile> create(const std::string& path, mode_t mode = 0644);
+  AtomicFile(AtomicFile&& o) noexcept
+      : path_(std::move(o.path_)), tmp_(std::exchange(o.tmp_, {})), mode_(o.mode_), fd_(std::move(o.fd_)) {}
+  AtomicFile& operator=(AtomicFile&&) = delete;
+  ~AtomicFile();
+  int fd() const { return fd_.get(); }
+  const std::string& path() const { return path_; }
+  Status commit();
+
+ private:
+  AtomicFile() = default;
+  std::string path_, tmp_;
+  mode_t mode_ = 0644;
+  Fd fd_;
+};
+
+// The same for a whole buffer.
 Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode = 0644);
 Status fsync_dir(const std::string& dir);
 Status mkdir_p(const std::string& path, mode_t mode = 0755);

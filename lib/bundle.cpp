@@ -245,6 +245,7 @@ Result<DiffResult> write_bundle(Store& store, const DiffOptions& opt) {
       PB_ASSIGN(auto bchunks, objects.expand(old->content, old->size));
       PB_ASSIGN(auto tchunks, objects.expand(e.content, e.size));
       auto ops = plan_chunk_delta(bchunks, tchunks);
+      PB_TRY(refine_chunk_delta(objects, bchunks, ops));
       uint64_t size = chunk_delta_size(ops);
       if (size < e.size - e.size / 8) {
         PB_TRY(w.entry(name, size, [&](const Sink& s) { return write_chunk_delta(objects, ops, s); }));

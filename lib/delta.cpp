@@ -2,6 +2,7 @@
 
 #include <librsync.h>
 
+#include <algorithm>
 #include <cstring>
 #include <unordered_map>
 
@@ -169,8 +170,99 @@ std::vector<DeltaOp> plan_chunk_delta(const std::vector<ChunkRef>& base, const s
 
 uint64_t chunk_delta_size(const std::vector<DeltaOp>& ops) {
   uint64_t n = 4 + 1;  // magic + END
-  for (auto& op : ops) n += op.copy ? encode_copy(op.off, op.len).size() : encode_literal_head(op.len).size() + op.len;
+  for (auto& op : ops)
+    n += !op.encoded.empty() ? op.encoded.size()
+         : op.copy           ? encode_copy(op.off, op.len).size()
+                             : encode_literal_head(op.len).size() + op.len;
   return n;
+}
+
+namespace {
+
+uint64_t get_be(const std::string& s, size_t& i, int w) {
+  uint64_t v = 0;
+  for (int k = 0; k < w; ++k) v = v << 8 | uint8_t(s[i++]);
+  return v;
+}
+
+// The commands of a librsync delta (no magic, no END), COPY offsets moved by `shift`.
+Result<std::string> rebase_commands(const std::string& d, uint64_t shift) {
+  static const int widths[4] = {1, 2, 4, 8};
+  std::string out;
+  size_t i = 4;
+  while (i < d.size()) {
+    uint8_t op = uint8_t(d[i++]);
+    if (op == 0) return out;
+    if (op <= 0x44) {
+      uint64_t len = op <= 0x40 ? op : get_be(d, i, widths[op - 0x41]);
+      if (i + len > d.size()) break;
+      out += encode_literal_head(len);
+      out.append(d, i, len);
+      i += len;
+    } else if (op <= 0x54) {
+      int code = op - 0x45;
+      uint64_t off = get_be(d, i, widths[code / 4]);
+      uint64_t len = get_be(d, i, widths[code % 4]);
+      out += encode_copy(off + shift, len);
+    } else {
+      break;
+    }
+  }
+  return fail("failed to parse librsync delta: unexpected command");
+}
+
+}  // namespace
+
+Status refine_chunk_delta(ObjectStore& objects, const std::vector<ChunkRef>& base, std::vector<DeltaOp>& ops,
+                          uint64_t budget) {
+  std::vector<uint64_t> boff;
+  uint64_t total = 0;
+  for (auto& c : base) {
+    boff.push_back(total);
+    total += c.size;
+  }
+  auto read_base = [&](uint64_t a, uint64_t b) -> Result<std::string> {
+    std::string out;
+    size_t i = size_t(std::upper_bound(boff.begin(), boff.end(), a) - boff.begin()) - 1;
+    for (; i < base.size() && boff[i] < b; ++i) {
+      PB_ASSIGN(std::string data, objects.get(base[i].id));
+      uint64_t lo = std::max(a, boff[i]), hi = std::min(b, boff[i] + base[i].size);
+      out.append(data, lo - boff[i], hi - lo);
+    }
+    return out;
+  };
+  std::vector<DeltaOp> out;
+  for (size_t i = 0; i < ops.size();) {
+    if (ops[i].copy) {
+      out.push_back(std::move(ops[i++]));
+      continue;
+    }
+    size_t j = i;
+    uint64_t run = 0;
+    while (j < ops.size() && !ops[j].copy) run += ops[j++].len;
+    uint64_t a = i > 0 && ops[i - 1].copy ? ops[i - 1].off + ops[i - 1].len : 0;
+    uint64_t b = j < ops.size() ? ops[j].off : total;
+    if (run <= budget && b > a && b - a <= (64ull << 20) && run <= (64ull << 20)) {
+      budget -= run;
+      std::string target;
+      for (size_t k = i; k < j; ++k) {
+        PB_ASSIGN(std::string data, objects.get(ops[k].chunk));
+        target += data;
+      }
+      PB_ASSIGN(std::string window, read_base(a, b));
+      PB_ASSIGN(std::string sig, rs_signature(window));
+      PB_ASSIGN(std::string d, rs_delta(sig, target));
+      PB_ASSIGN(std::string cmds, rebase_commands(d, a));
+      if (cmds.size() < run) {
+        out.push_back({false, 0, run, {}, std::move(cmds)});
+        i = j;
+        continue;
+      }
+    }
+    for (; i < j; ++i) out.push_back(std::move(ops[i]));
+  }
+  ops = std::move(out);
+  return {};
 }
 
 Status write_chunk_delta(ObjectStore& objects, const std::vector<DeltaOp>& ops, const Sink& out) {
@@ -178,6 +270,10 @@ Status write_chunk_delta(ObjectStore& objects, const std::vector<DeltaOp>& ops, 
   put_be(head, RS_DELTA_MAGIC, 4);
   PB_TRY(out(head));
   for (auto& op : ops) {
+    if (!op.encoded.empty()) {
+      PB_TRY(out(op.encoded));
+      continue;
+    }
     if (op.copy) {
       PB_TRY(out(encode_copy(op.off, op.len)));
       continue;

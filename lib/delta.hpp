@@ -44,8 +44,16 @@ struct DeltaOp {
   uint64_t off;   // base offset (copy)
   uint64_t len;
   Hash chunk;     // literal: chunk id in the store
+  std::string encoded;  // if set: ready-made commands replacing a literal run
 };
 std::vector<DeltaOp> plan_chunk_delta(const std::vector<ChunkRef>& base, const std::vector<ChunkRef>& target);
+// Chunks that straddle an edit are new as a whole, though most of their
+// bytes are in the base. For each run of literal chunks, run librsync against
+// the base bytes between the neighbouring COPYs and keep its commands when
+// smaller, so only the truly new bytes travel. At most `budget` bytes of
+// target data are examined (bounds memory).
+Status refine_chunk_delta(ObjectStore& objects, const std::vector<ChunkRef>& base, std::vector<DeltaOp>& ops,
+                          uint64_t budget = 256ull << 20);
 uint64_t chunk_delta_size(const std::vector<DeltaOp>& ops);
 // Streams the encoded delta (exactly chunk_delta_size bytes) to out.
 Status write_chunk_delta(ObjectStore& objects, const std::vector<DeltaOp>& ops, const Sink& out);

@@ -59,6 +59,19 @@ for e in json.load(sys.stdin)["entries"]:
   assert_equal "$(json_field bytes_new)" 0
 }
 
+@test "unchanged files are not re-read when names sort around '/' (a, 'a b', a-b, a.c, a/x)" {
+  mkdir -p "$SRC/a/x" "$SRC/a-dir"
+  for f in 'a b' a-b a.c a0 a/x/f a/y a-dir/z 'a b.d'; do printf '%s\n' "$f" >"$SRC/$f"; done
+  setfattr -n user.k -v v "$SRC/a.c"
+  run -0 cap --json "$SRC"
+  assert_equal "$(json_field files_read)" 8
+  run -0 cap --json "$SRC"
+  assert_equal "$(json_field files_read)" 0
+  assert_equal "$(json_field files_unchanged)" 8
+  run -0 rst get / --to "$WORK/r"
+  assert_equal "$(getfattr --only-values -n user.k "$WORK/r/a.c")" v
+}
+
 @test "plain output ends with the snapshot sequence number" {
   printf 'x\n' >"$SRC/x"
   run -0 cap "$SRC"
@@ -285,6 +298,26 @@ unpriv() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
   assert_equal "$(cat "$WORK/r/f")" "version 1"
 }
 
+@test "an unreadable directory as an unprivileged user: exit 3 naming it, recorded without contents" {
+  UNPRIV_DIR=$(mktemp -d /var/tmp/planb-unpriv.XXXXXX)
+  chmod 755 "$UNPRIV_DIR"
+  local src="$UNPRIV_DIR/src" store="$UNPRIV_DIR/store"
+  mkdir -p "$src/locked" "$store"
+  printf 'inside\n' >"$src/locked/f"
+  printf 'outside\n' >"$src/ok"
+  chown -R 65534:65534 "$src" "$store"
+  chmod 000 "$src/locked"
+  unpriv test -x "$(command -v planb-capture)" || skip "planb-capture not executable by uid 65534"
+  run --separate-stderr unpriv planb-capture --store "$store" --host web1 "$src"
+  assert_equal "$status" 3
+  [[ "$stderr" == *"$src/locked"* ]] || fail "no warning naming the directory; stderr: $stderr"
+  run -0 planb-restore --store "$store" --host web1 ls /
+  assert_line --regexp '^d--------- .* locked$'
+  assert_line --regexp ' ok$'
+  run -0 planb-restore --store "$store" --host web1 ls /locked
+  assert_output ""
+}
+
 # --- retention ------------------------------------------------------------------
 
 # Four captures, each with a new 200 kB file and the previous one deleted.
@@ -334,6 +367,23 @@ four_captures() {
   assert_equal "$(list_seqs)" "4"
   run -0 rst get / --to "$WORK/r"
   cmp "$SRC/gen-4" "$WORK/r/gen-4"
+}
+
+@test "--max-size removes the oldest snapshots until the referenced objects fit" {
+  four_captures
+  # each snapshot references its own 200 kB file: 800 kB in all
+  run -0 planb-capture --store "$STORE" --prune --max-size 450K
+  assert_equal "$(list_seqs)" "3 4"
+  [ "$(objects_bytes "$STORE")" -le $((450 * 1024)) ]
+}
+
+@test "--keep-within keeps recent snapshots and never the newest" {
+  four_captures
+  run -0 planb-capture --store "$STORE" --prune --keep-within 1d
+  assert_equal "$(list_seqs)" "1 2 3 4"
+  sleep 1.1
+  run -0 planb-capture --store "$STORE" --prune --keep-within 1s
+  assert_equal "$(list_seqs)" "4"
 }
 
 @test "--prune --dry-run lists what would go and removes nothing" {

@@ -247,6 +247,52 @@ print(len(v), [x["snapshots"] for x in v], v[0]["entry"]["size"], v[1]["entry"][
   assert_same_dump "$FT/dump1" "$WORK/t.dump"
 }
 
+@test "get never writes through a symlink that stands where the snapshot has a directory" {
+  mkdir -p "$WORK/dest" "$WORK/outside"
+  ln -s "$WORK/outside" "$WORK/dest/dir"
+  run rst get --snapshot 1 /dir/file --to "$WORK/dest"
+  # either refused (the destination of a directory exists as a non-directory)
+  # or the link replaced by a real directory; never a file outside DEST
+  [ -z "$(ls -A "$WORK/outside")" ] ||
+    fail "restore wrote outside the destination, through the symlink dest/dir: $(ls -A "$WORK/outside") (exit $status)"
+  if [ "$status" -eq 0 ]; then
+    [ -d "$WORK/dest/dir" ] && [ ! -L "$WORK/dest/dir" ] && [ -f "$WORK/dest/dir/file" ]
+  else
+    assert_equal "$status" 6
+  fi
+}
+
+@test "get --in-place never writes through a symlink planted in the source tree" {
+  mkdir -p "$SRC/etc" "$WORK/outside"
+  printf 'config\n' >"$SRC/etc/app.conf"
+  STORE="$WORK/store"
+  run -0 cap "$SRC"
+  rm -r "$SRC/etc"
+  ln -s "$WORK/outside" "$SRC/etc"
+  run rst get --in-place /etc/app.conf
+  [ -z "$(ls -A "$WORK/outside")" ] ||
+    fail "restore wrote outside the source tree, through the symlink etc: $(ls -A "$WORK/outside") (exit $status)"
+}
+
+@test "--at @SECONDS between two captures picks the earlier snapshot" {
+  STORE="$WORK/store"
+  printf 'one\n' >"$SRC/f"
+  run -0 cap "$SRC"
+  sleep 1.1
+  local between; between=$(date +%s)
+  sleep 1.1
+  printf 'two\n' >"$SRC/f"
+  run -0 cap "$SRC"
+  run -0 rst get --at "@$between" /f --to "$WORK/r"
+  assert_equal "$(cat "$WORK/r/f")" one
+  run -0 rst ls --json --at "@$between" /f
+  assert_equal "$(json_field snapshot)" 1
+  run -0 rst ls --json --at "@$(( between + 2 ))" /f
+  assert_equal "$(json_field snapshot)" 2
+  run rst ls --at "@$(( between - 5 ))" /f
+  assert_equal "$status" 4
+}
+
 @test "--in-place restores onto the original source tree" {
   make_full_tree "$SRC"
   treedump "$SRC" >"$WORK/orig.dump"

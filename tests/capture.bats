@@ -16,6 +16,7 @@ teardown() {
     wait "$p" 2>/dev/null || true
   done
   if [ -n "${UNPRIV_DIR:-}" ]; then rm -rf "$UNPRIV_DIR"; fi
+  if [ -n "${MOUNTED:-}" ]; then umount "$MOUNTED" 2>/dev/null || true; fi
 }
 
 # Paths in the latest (or --snapshot N) snapshot, one a line, from ls -R --json.
@@ -213,6 +214,22 @@ make_system_tree() {
   assert_line /app
 }
 
+@test "other file systems are recorded but not entered, unless --cross-file-systems" {
+  mkdir -p "$SRC/mnt" "$SRC/etc"
+  printf 'e\n' >"$SRC/etc/e"
+  mount -t tmpfs -o size=4m planb-test "$SRC/mnt" || skip "cannot mount a tmpfs here"
+  MOUNTED="$SRC/mnt"
+  printf 'on tmpfs\n' >"$SRC/mnt/inner"
+  run -0 cap "$SRC"
+  run -0 snapshot_paths
+  assert_line /mnt
+  assert_line /etc/e
+  refute_line /mnt/inner
+  run -0 cap --cross-file-systems "$SRC"
+  run -0 snapshot_paths
+  assert_line /mnt/inner
+}
+
 # --- files changing or unreadable during capture ---------------------------------
 
 @test "a file appended to during capture: warning 'changed while being read', exit 0, restorable" {
@@ -384,6 +401,21 @@ four_captures() {
   sleep 1.1
   run -0 planb-capture --store "$STORE" --prune --keep-within 1s
   assert_equal "$(list_seqs)" "4"
+}
+
+@test "prune applies per host and keeps objects another host still uses" {
+  random_file "$SRC/shared" 300000
+  cp -a "$SRC" "$WORK/src2"
+  run -0 planb-capture --store "$STORE" --host web2 "$WORK/src2"
+  four_captures
+  # web1 drops snapshots 1-3; web2's only snapshot is its newest and stays
+  run -0 planb-capture --store "$STORE" --prune --keep-last 1
+  assert_equal "$(list_seqs)" "4"
+  run -0 planb-restore --store "$STORE" --host web2 list
+  assert_line --regexp '^1 '
+  run -0 planb-restore --store "$STORE" --host web2 get / --to "$WORK/r2"
+  cmp "$WORK/src2/shared" "$WORK/r2/shared"
+  run -0 planb-capture --store "$STORE" --verify
 }
 
 @test "--prune --dry-run lists what would go and removes nothing" {

@@ -246,6 +246,23 @@ check_corrupt_object() {
   check_corrupt_object /big
 }
 
+@test "--verify --host checks only that host's objects" {
+  mkdir "$WORK/src2"
+  printf 'only on web2\n' >"$WORK/src2/w2"
+  run -0 planb-capture --store "$STORE" --host web2 "$WORK/src2"
+  local hex obj
+  hex=$(planb-restore --store "$STORE" --host web2 --json ls /w2 |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["entries"][0]["content"])')
+  obj="$STORE/objects/${hex:0:2}/${hex:2}"
+  chmod u+w "$obj" && flip_byte "$obj" 17 && chmod 0444 "$obj"
+  run -0 planb-capture --store "$STORE" --verify --host web1
+  run planb-capture --store "$STORE" --verify --host web2
+  assert_error 5 planb-capture
+  assert_output --partial "$hex"
+  run planb-capture --store "$STORE" --verify
+  assert_error 5 planb-capture
+}
+
 @test "a missing object: restore exits 5, --verify exits 5 naming it" {
   local obj; obj=$(object_of /other)
   rm -f "$obj"

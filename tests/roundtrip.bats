@@ -293,6 +293,46 @@ print(len(v), [x["snapshots"] for x in v], v[0]["entry"]["size"], v[1]["entry"][
   assert_equal "$status" 4
 }
 
+@test "files around the 1 MiB chunking threshold round-trip" {
+  STORE="$WORK/store"
+  local n
+  for n in 0 1 63 64 65 1048575 1048576 1048577 2097152; do random_file "$SRC/f$n" "$n"; done
+  truncate -s 1048576 "$SRC/hole-1m"
+  treedump "$SRC" >"$WORK/src.dump"
+  run -0 cap "$SRC"
+  run -0 rst get / --to "$WORK/r"
+  treedump "$WORK/r" >"$WORK/r.dump"
+  assert_same_dump "$WORK/src.dump" "$WORK/r.dump"
+}
+
+@test "hard links: deleting the name that held the content keeps the others restorable" {
+  STORE="$WORK/store"
+  printf 'shared\n' >"$SRC/a"
+  ln "$SRC/a" "$SRC/b"
+  ln "$SRC/a" "$SRC/c"
+  run -0 cap "$SRC"
+  rm "$SRC/a"
+  treedump "$SRC" >"$WORK/src2.dump"
+  run -0 cap "$SRC"
+  run -0 rst get / --to "$WORK/r"
+  treedump "$WORK/r" >"$WORK/r.dump"
+  assert_same_dump "$WORK/src2.dump" "$WORK/r.dump"
+  run -0 rst get --snapshot 2 /c --to "$WORK/c"
+  assert_equal "$(cat "$WORK/c/c")" shared
+}
+
+@test "a relative SOURCE is recorded absolute: list shows it and --in-place finds it from anywhere" {
+  STORE="$WORK/store"
+  printf 'x\n' >"$SRC/x"
+  (cd "$WORK" && planb-capture --store "$STORE" --host "$HOST" src/ >/dev/null)
+  run -0 rst --json list
+  run -0 python3 -c 'import json,sys; print(json.loads(sys.argv[1])[0]["source"])' "$output"
+  assert_output "$(realpath "$SRC")"
+  rm "$SRC/x"
+  (cd / && planb-restore --store "$STORE" --host "$HOST" get --in-place /x >/dev/null)
+  assert_equal "$(cat "$SRC/x")" x
+}
+
 @test "--in-place restores onto the original source tree" {
   make_full_tree "$SRC"
   treedump "$SRC" >"$WORK/orig.dump"

@@ -247,6 +247,19 @@ print(len(v), [x["snapshots"] for x in v], v[0]["entry"]["size"], v[1]["entry"][
   assert_same_dump "$FT/dump1" "$WORK/t.dump"
 }
 
+@test "merging into an existing directory sets its metadata to the snapshot's (foreign xattrs and ACLs go)" {
+  mkdir -p "$WORK/dest/dir"
+  setfattr -n user.foreign -v 1 "$WORK/dest/dir"
+  setfacl -m u:4242:rwx "$WORK/dest/dir"
+  setfacl -d -m u:4242:rwx "$WORK/dest/dir"
+  chmod 0700 "$WORK/dest/dir"
+  run -0 rst get --snapshot 1 /dir --to "$WORK/dest"
+  treedump --no-root "$WORK/dest" >"$WORK/dest.dump"
+  # planb-restore(1): existing directories are merged into, "and their
+  # metadata is set to the snapshot's" -- xattrs and POSIX ACLs included
+  assert_equal "$(dump_line "$WORK/dest.dump" dir)" "$(dump_line "$FT/dump1" dir)"
+}
+
 @test "get never writes through a symlink that stands where the snapshot has a directory" {
   mkdir -p "$WORK/dest" "$WORK/outside"
   ln -s "$WORK/outside" "$WORK/dest/dir"

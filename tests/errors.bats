@@ -189,6 +189,12 @@ check_problems() {
   assert_equal "$(cat "$WORK/out/dir/file")" "in dir"
 }
 
+@test "capture into a store path below a regular file: exit 1" {
+  printf 'x\n' >"$WORK/afile"
+  run planb-capture --store "$WORK/afile/store" --host web1 "$SRC"
+  assert_error 1 planb-capture
+}
+
 @test "get to a destination under a regular file: exit 1" {
   printf 'x\n' >"$WORK/afile"
   run rst get /small --to "$WORK/afile/sub"

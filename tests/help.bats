@@ -59,6 +59,28 @@ check_help() {
   [ "$failed" -eq 0 ]
 }
 
+@test "planb (the front command) --help: exit 0, exit codes on stdout, empty stderr" {
+  check_help "$BUILD/planb"
+}
+
+@test "planb-restore ACTION --help: exit 0, usage on stdout, empty stderr" {
+  local a
+  for a in list ls versions get; do
+    "$BUILD/planb-restore" "$a" --help >"$WORK/out" 2>"$WORK/err" || fail "planb-restore $a --help: exit $?"
+    [ -s "$WORK/out" ] || fail "planb-restore $a --help: nothing on stdout"
+    [ ! -s "$WORK/err" ] || fail "planb-restore $a --help: stderr: $(cat "$WORK/err")"
+  done
+  grep -q -- '--in-place' "$WORK/out"
+}
+
+@test "--version prints the version on stdout with exit 0" {
+  run -0 --separate-stderr "$BUILD/planb-capture" --version
+  assert_output --regexp '^[0-9]+\.[0-9]+\.[0-9]+'
+  assert_equal "$stderr" ""
+  run -0 --separate-stderr "$BUILD/planb-restore" --version
+  assert_output --regexp '^[0-9]+\.[0-9]+\.[0-9]+'
+}
+
 @test "--help does not need a store or touch one" {
   run -0 env PLANB_STORE="$WORK/nostore" planb-capture --help
   run -0 env PLANB_STORE="$WORK/nostore" planb-restore --help

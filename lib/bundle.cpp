@@ -98,11 +98,11 @@ struct Writer {
     return fail("failed to " + doing + ": " + (archive_error_string(a) ? archive_error_string(a) : "libarchive error"));
   }
 
-  Status open() {
+  Status open(int level) {
     a = archive_write_new();
     PB_TRY(check(archive_write_set_format_pax_restricted(a), "set bundle format"));
     PB_TRY(check(archive_write_add_filter_zstd(a), "set bundle compression"));
-    archive_write_set_filter_option(a, "zstd", "compression-level", "3");
+    archive_write_set_filter_option(a, "zstd", "compression-level", std::to_string(level).c_str());
     archive_write_set_bytes_in_last_block(a, 1);
     return check(archive_write_open2(a, this, nullptr, &Writer::write_cb, nullptr, nullptr), "open bundle");
   }
@@ -212,17 +212,37 @@ Result<DiffResult> write_bundle(Store& store, const DiffOptions& opt) {
     w.what = "bundle " + opt.out;
   }
 
-  PB_TRY(w.open());
+  // Bytes the receiver lacks (new chunks only, for big files): small
+  // bundles cross a WAN and get a stronger compression level.
+  uint64_t payload = 0;
+  {
+    std::unordered_set<Hash, HashHasher> counted;
+    for (const Entry& e : target.entries) {
+      if (!e.has_content() || have.count(e.content) || !counted.insert(e.content).second) continue;
+      if (e.size < kChunkThreshold) {
+        payload += e.size;
+        continue;
+      }
+      PB_ASSIGN(auto chunks, objects.expand(e.content, e.size));
+      for (auto& c : chunks)
+        if (!have.count(c.id) && counted.insert(c.id).second) payload += c.size;
+    }
+  }
+  PB_TRY(w.open(payload < (64ull << 20) ? 9 : 3));
   PB_TRY(w.entry("PLANB-BUNDLE", h.encode()));
-  PB_TRY(w.entry("manifest.pbm", mbytes));
+  // Incremental: the manifest as edits of the base's entries (the receiver
+  // has the base), a few bytes per changed entry instead of the whole list.
+  if (h.full) PB_TRY(w.entry("manifest.pbm", mbytes));
+  else PB_TRY(w.entry("manifest.diff", encode_manifest_diff(base, target)));
   Progress prog("diff " + opt.host, opt.progress);
 
+  uint64_t seqno = 0;  // numbers the content entries
   auto send_object = [&](const Hash& id, ObjKind kind) -> Status {
     if (have.count(id) || !sent.insert(id).second) return {};
     PB_ASSIGN(std::string data, objects.get(id));
     ++res.objects;
     res.object_bytes += data.size();
-    return w.entry((kind == ObjKind::Index ? "index/" : "objects/") + id.hex(), data);
+    return w.entry((kind == ObjKind::Index ? "index/" : "objects/") + std::to_string(++seqno), data);
   };
 
   size_t bi = 0;
@@ -239,16 +259,25 @@ Result<DiffResult> write_bundle(Store& store, const DiffOptions& opt) {
           base.entries[bi].size > 0 && e.size > 0)
         old = &base.entries[bi];
     }
-    std::string name;
-    if (old) name = "deltas/" + old->content.hex() + "." + e.content.hex();
+    // A delta entry starts with the base and result ids (binary); short
+    // numbered names keep the archive headers small.
+    std::string ids, name = "deltas/" + std::to_string(seqno + 1);
+    if (old) {
+      ids.append(reinterpret_cast<const char*>(old->content.b.data()), 32);
+      ids.append(reinterpret_cast<const char*>(e.content.b.data()), 32);
+    }
     if (old && old->size >= kChunkThreshold && e.size >= kChunkThreshold) {
       PB_ASSIGN(auto bchunks, objects.expand(old->content, old->size));
       PB_ASSIGN(auto tchunks, objects.expand(e.content, e.size));
       auto ops = plan_chunk_delta(bchunks, tchunks);
       PB_TRY(refine_chunk_delta(objects, bchunks, ops));
       uint64_t size = chunk_delta_size(ops);
-      if (size < e.size - e.size / 8) {
-        PB_TRY(w.entry(name, size, [&](const Sink& s) { return write_chunk_delta(objects, ops, s); }));
+      if (size < e.size) {
+        ++seqno;
+        PB_TRY(w.entry(name, 64 + size, [&](const Sink& s) -> Status {
+          PB_TRY(s(ids));
+          return write_chunk_delta(objects, ops, s);
+        }));
         sent.insert(e.content);
         ++res.deltas;
         res.delta_bytes += size;
@@ -261,8 +290,9 @@ Result<DiffResult> write_bundle(Store& store, const DiffOptions& opt) {
       PB_ASSIGN(std::string t, whole_content(objects, e));
       PB_ASSIGN(std::string sig, rs_signature(b));
       PB_ASSIGN(std::string d, rs_delta(sig, t));
-      if (d.size() < t.size() - t.size() / 8) {
-        PB_TRY(w.entry(name, d));
+      if (d.size() < t.size()) {
+        ++seqno;
+        PB_TRY(w.entry(name, ids + d));
         sent.insert(e.content);
         ++res.deltas;
         res.delta_bytes += d.size();

@@ -1,9 +1,10 @@
 // Change bundles: a pax archive (zstd-compressed) of
 //   PLANB-BUNDLE          header (key=value lines, format 1)
-//   manifest.pbm          manifest of the target snapshot
-//   objects/<hex>         raw contents the receiver lacks (blobs and chunks)
-//   index/<hex>           chunk indexes of new big files
-//   deltas/<base>.<result> librsync deltas of changed files
+//   manifest.pbm          manifest of the target snapshot (full bundles), or
+//   manifest.diff         its edits against the base's (incremental)
+//   objects/<n>           raw contents the receiver lacks (blobs and chunks)
+//   index/<n>             chunk indexes of new big files
+//   deltas/<n>            base id, result id (32 bytes each), librsync delta
 // See doc/formats.md.
 #pragma once
 #include <cstdint>

@@ -112,25 +112,35 @@ Result<ApplyResult> apply_bundle(Store& store, const std::string& path, const st
   PB_ASSIGN(std::string htext, read_body(r, std::min<uint64_t>(size, 1 << 16), path, name));
   PB_ASSIGN(BundleHeader h, BundleHeader::decode(htext));
   res.header = h;
-  PB_ASSIGN(have, next(name, size));
-  if (!have || name != "manifest.pbm") return corrupt(path, "second entry is not manifest.pbm");
-  PB_ASSIGN(std::string mbytes, read_body(r, size, path, name));
-  if (manifest_id(mbytes) != h.manifest) return corrupt(path, "manifest does not match the header's hash");
-  PB_ASSIGN(Manifest m, decode_manifest(mbytes, path + ":manifest.pbm"));
-  if (m.header.host != h.host || m.header.sequence != h.sequence)
-    return corrupt(path, "manifest names host " + m.header.host + " snapshot " + std::to_string(m.header.sequence));
-
   PB_ASSIGN(FileLock slock, store.lock_store(false));
   PB_ASSIGN(FileLock hlock, store.lock_host(h.host));
   PB_ASSIGN(auto head, store.read_ref(h.host, "latest"));
   if (head && h.sequence <= head->sequence)
     return make_error(kExitRefused, "failed to apply bundle " + path + ": sequence " + std::to_string(h.sequence) +
-                                      " is not after the current " + std::to_string(head->sequence) + " (replay)");
+                                        " is not after the current " + std::to_string(head->sequence) + " (replay)");
   if (!h.full) {
     if (!head || head->manifest != h.parent_manifest)
       return make_error(kExitRefused, "failed to apply bundle " + path + ": its parent is not host " + h.host +
-                                        "'s current snapshot (a full bundle is needed)");
+                                          "'s current snapshot (a full bundle is needed)");
   }
+
+  PB_ASSIGN(have, next(name, size));
+  std::string mbytes;
+  Manifest m;
+  if (have && name == "manifest.pbm") {
+    PB_ASSIGN(mbytes, read_body(r, size, path, name));
+    PB_ASSIGN(m, decode_manifest(mbytes, path + ":manifest.pbm"));
+  } else if (have && name == "manifest.diff" && !h.full) {
+    PB_ASSIGN(std::string diff, read_body(r, size, path, name));
+    PB_ASSIGN(Manifest parent, store.load_manifest(h.host, head->sequence));
+    PB_ASSIGN(m, apply_manifest_diff(parent, diff, path + ":manifest.diff"));
+    mbytes = encode_manifest(m);
+  } else {
+    return corrupt(path, "second entry is not the manifest (manifest.pbm, or manifest.diff if incremental)");
+  }
+  if (manifest_id(mbytes) != h.manifest) return corrupt(path, "manifest does not match the header's hash");
+  if (m.header.host != h.host || m.header.sequence != h.sequence)
+    return corrupt(path, "manifest names host " + m.header.host + " snapshot " + std::to_string(m.header.sequence));
 
   ObjectStore& obj = store.objects();
   for (;;) {
@@ -139,23 +149,31 @@ Result<ApplyResult> apply_bundle(Store& store, const std::string& path, const st
     auto slash = name.find('/');
     std::string kind = slash == std::string::npos ? "" : name.substr(0, slash);
     std::string rest = slash == std::string::npos ? "" : name.substr(slash + 1);
-    if (kind == "objects" || kind == "index") {
-      auto id = Hash::from_hex(rest);
-      if (!id) return corrupt(path, "bad entry name '" + name + "'");
+    bool numbered = !rest.empty() && rest.size() <= 12 && rest.find_first_not_of("0123456789") == std::string::npos;
+    if ((kind == "objects" || kind == "index") && numbered) {
+      // Content-addressed: the id is computed here. Damaged or foreign data
+      // becomes an unreferenced object, and the final check reports what
+      // the manifest needs and did not get.
       PB_ASSIGN(std::string data, read_body(r, size, path, name));
       ObjKind k = kind == "index" ? ObjKind::Index : ObjKind::Blob;
-      if (hash_bytes(data, k == ObjKind::Index ? HashDomain::Index : HashDomain::Blob) != *id)
-        return corrupt(path, "entry " + name + ": content does not match its hash");
-      PB_TRY(obj.put(*id, data, k));
+      if (k == ObjKind::Index && !decode_index(data, name).ok())
+        return corrupt(path, "entry " + name + " is not a chunk index");
+      Hash id = hash_bytes(data, k == ObjKind::Index ? HashDomain::Index : HashDomain::Blob);
+      PB_TRY(obj.put(id, data, k));
       ++res.objects;
       res.bytes += size;
-    } else if (kind == "deltas") {
-      auto dot = rest.find('.');
-      auto base = Hash::from_hex(rest.substr(0, dot));
-      auto result = dot == std::string::npos ? std::nullopt : Hash::from_hex(rest.substr(dot + 1));
-      if (!base || !result) return corrupt(path, "bad entry name '" + name + "'");
-      if (!obj.has(*base)) return corrupt(path, "delta " + name + ": base " + base->hex() + " is not in the store");
-      PB_ASSIGN(auto bchunks, chunks_of(obj, *base));
+    } else if (kind == "deltas" && numbered) {
+      if (size < 64) return corrupt(path, "delta " + name + " is truncated");
+      Hash ids[2];
+      for (auto& id : ids) {
+        la_ssize_t n = archive_read_data(r.a, id.b.data(), 32);
+        if (n != 32) return corrupt(path, "delta " + name + " is truncated");
+      }
+      const Hash& base = ids[0];
+      const Hash& result = ids[1];
+      size -= 64;
+      if (!obj.has(base)) return corrupt(path, "delta " + name + ": base " + base.hex() + " is not in the store");
+      PB_ASSIGN(auto bchunks, chunks_of(obj, base));
       ContentReader basis(obj, std::move(bchunks));
       ContentWriter out(obj);
       RsPatcher patch([&](uint64_t pos, char* buf, size_t len) { return basis.read(pos, buf, len); },
@@ -169,12 +187,13 @@ Result<ApplyResult> apply_bundle(Store& store, const std::string& path, const st
         auto st = patch.feed(std::string_view(buf, n), left == 0);
         if (!st.ok()) return corrupt(path, "delta " + name + ": " + st.error().message);
       }
+      if (size == 0) return corrupt(path, "delta " + name + " is empty");
       PB_ASSIGN(auto done, out.finish());
-      if (done.id != *result)
+      if (done.id != result)
         return corrupt(path, "delta " + name + ": result does not match its hash");
       ++res.deltas;
       res.bytes += size;
-    } else if (name == "PLANB-BUNDLE" || name == "manifest.pbm") {
+    } else if (name == "PLANB-BUNDLE" || name == "manifest.pbm" || name == "manifest.diff") {
       return corrupt(path, "duplicate entry " + name);
     } else {
       return corrupt(path, "unexpected entry '" + name + "'");

@@ -84,9 +84,17 @@ struct Manifest {
 
 std::string encode_manifest(const Manifest& m);
 Result<Manifest> decode_manifest(std::string_view data, const std::string& what);
-// The manifest's id: BLAKE2b-256 of everything before its 32-byte trailer,
-// which holds that same hash (so a damaged manifest is always detected).
+// The manifest's id, stored after the body: BLAKE2b-256 of the canonical
+// form (header, then the uncompressed body), so it does not depend on the
+// compressor. The last 32 bytes are a checksum of all bytes before them;
+// decoding checks both, so any damage is detected.
 Hash manifest_id(std::string_view data);
+
+// An incremental bundle carries the manifest as edits of its parent's entry
+// list ("PBMD" v1: keep n, drop n, new record); the receiver rebuilds it and
+// checks the id.
+std::string encode_manifest_diff(const Manifest& parent, const Manifest& m);
+Result<Manifest> apply_manifest_diff(const Manifest& parent, std::string_view diff, const std::string& what);
 // Two-step decoding, so entries can be consumed while later ones decode:
 // manifest_begin checks the checksum, reads the header, sizes m.entries and
 // returns the decompressed body; manifest_decode_entries fills m.entries in

@@ -144,11 +144,14 @@ TEST(Bundle, HostileEntriesAreRefusedAndNothingMoves) {
   std::vector<std::pair<std::string, std::function<void(struct archive*)>>> cases = {
       {"traversal", [&](auto* w) { add_file(w, "../../etc/passwd", data); }},
       {"absolute", [&](auto* w) { add_file(w, "/etc/passwd", data); }},
-      {"dotdot object", [&](auto* w) { add_file(w, "objects/../" + id, data); }},
-      {"symlink", [&](auto* w) { add_file(w, "objects/" + id, "", AE_IFLNK); }},
-      {"device", [&](auto* w) { add_file(w, "objects/" + id, "", AE_IFCHR); }},
-      {"hash mismatch", [&](auto* w) { add_file(w, "objects/" + id, "other"); }},
-      {"corrupt delta", [&](auto* w) { add_file(w, "deltas/" + id + "." + id, "rs\x02\x36garbage"); }},
+      {"dotdot object", [&](auto* w) { add_file(w, "objects/../1", data); }},
+      {"hex name", [&](auto* w) { add_file(w, "objects/" + id, data); }},
+      {"symlink", [&](auto* w) { add_file(w, "objects/1", "", AE_IFLNK); }},
+      {"device", [&](auto* w) { add_file(w, "objects/1", "", AE_IFCHR); }},
+      {"wrong content", [&](auto* w) { add_file(w, "objects/1", "other"); }},
+      {"not an index", [&](auto* w) { add_file(w, "index/1", data); }},
+      {"delta without base", [&](auto* w) { add_file(w, "deltas/1", std::string(64, 'x') + "rs\x02\x36garbage"); }},
+      {"short delta", [&](auto* w) { add_file(w, "deltas/1", "tiny"); }},
   };
   for (auto& [what, extra] : cases) {
     TempDir t2;

@@ -74,7 +74,37 @@ TEST(Manifest, RoundTripKeepsEveryField) {
     EXPECT_EQ(back->entries[i].ino, m.entries[i].ino);
     EXPECT_EQ(back->entries[i].flags, m.entries[i].flags);
   }
-  EXPECT_EQ(manifest_id(data), hash_bytes(std::string_view(data).substr(0, data.size() - 32)));
+  EXPECT_EQ(encode_manifest(*back), data);  // deterministic
+}
+
+TEST(Manifest, DiffRebuildsTheSameManifest) {
+  Manifest a = sample();
+  Manifest b = a;
+  b.header.sequence = 8;
+  b.entries[2].size = 101;                      // changed
+  b.entries.erase(b.entries.begin() + 3);       // deleted
+  Entry n;
+  n.path = "a/new";
+  n.type = EntryType::Fifo;
+  b.entries.insert(b.entries.begin() + 3, n);  // new
+  std::string diff = encode_manifest_diff(a, b);
+  EXPECT_LT(diff.size(), encode_manifest(b).size());
+  auto r = apply_manifest_diff(a, diff, "t");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(manifest_id(encode_manifest(*r)), manifest_id(encode_manifest(b)));
+  // Applied to another parent, the result differs (the receiver checks the id).
+  Manifest other = a;
+  other.entries[1].mode = 0700;
+  auto wrong = apply_manifest_diff(other, diff, "t");
+  ASSERT_TRUE(wrong.ok());
+  EXPECT_NE(manifest_id(encode_manifest(*wrong)), manifest_id(encode_manifest(b)));
+  // Damaged diffs are errors, not crashes.
+  for (size_t i = 0; i < diff.size(); i += 3) {
+    std::string bad = diff;
+    bad[i] ^= 0x55;
+    auto x = apply_manifest_diff(a, bad, "t");
+    if (x.ok()) EXPECT_NE(manifest_id(encode_manifest(*x)), manifest_id(encode_manifest(b))) << i;
+  }
 }
 
 TEST(Manifest, EveryFlippedByteIsDetected) {

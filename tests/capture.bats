@@ -5,6 +5,7 @@
 load 'helpers/common'
 
 setup() {
+  require_root
   common_setup
   BG_PIDS=()
 }

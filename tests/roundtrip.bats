@@ -14,6 +14,7 @@
 load 'helpers/common'
 
 setup_file() {
+  require_root
   export FT="$BATS_FILE_TMPDIR"
   export FSRC="$FT/src" FSTORE="$FT/store"
   make_full_tree "$FSRC"
@@ -27,6 +28,7 @@ setup_file() {
 }
 
 setup() {
+  require_root
   common_setup
   STORE=$FSTORE
 }
@@ -78,10 +80,17 @@ PY
 
 @test "the second capture noticed each kind of change (JSON counters)" {
   local j; j=$(cat "$FT/cap2.json")
-  # changed content or metadata: small big medium chmodme chownme touchme
-  # samesize becomesdir/x sparse-100m dir/sub/new-file newname(renamed) ...
-  [ "$(json_field files_read "$j")" -ge 9 ]
-  [ "$(json_field files_unchanged "$j")" -ge 10 ]
+  # read again (planb-capture(1), Stat cache): new or renamed paths, and
+  # files whose size, mtime, ctime, mode, uid or gid changed -- small big
+  # medium newname chmodme chownme touchme samesize stable (new link, new
+  # xattr) becomesdir/x dir/sub/new-file sparse-100m dir/hl-b (link removed)
+  local read unchanged files
+  read=$(json_field files_read "$j")
+  unchanged=$(json_field files_unchanged "$j")
+  files=$(json_field files "$j")
+  [ "$read" -ge 13 ] || fail "files_read=$read: some changed files were not read again"
+  [ "$unchanged" -ge 10 ] || fail "files_unchanged=$unchanged: the stat cache was not used"
+  assert_equal "$((read + unchanged))" "$files"
   assert_equal "$(json_field unreadable "$j")" 0
 }
 

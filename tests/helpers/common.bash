@@ -19,6 +19,11 @@ if ! command -v planb-capture >/dev/null 2>&1; then
   PATH="${PLANB_BIN:-$HELPERS/../../build}:$PATH"
 fi
 
+# The end-to-end tests create devices, set owners and use setpriv: root only.
+require_root() {
+  [ "$(id -u)" -eq 0 ] || skip "needs root (mknod, chown, setpriv)"
+}
+
 common_setup() {
   WORK="$BATS_TEST_TMPDIR"
   SRC="$WORK/src"

@@ -189,6 +189,25 @@ check_problems() {
   assert_equal "$(cat "$WORK/out/dir/file")" "in dir"
 }
 
+@test "get --force where the target has a directory and the snapshot a file: warning, exit 3" {
+  mkdir -p "$WORK/out/small"
+  run rst get /small /other --to "$WORK/out" --force
+  assert_equal "$status" 3
+  assert_line --regexp '^planb-restore: warning: .*small'
+  [ -d "$WORK/out/small" ]
+  assert_equal "$(cat "$WORK/out/other")" "other file"
+}
+
+@test "get of a directory onto an existing non-directory: exit 6 without --force, replaced with it" {
+  mkdir -p "$WORK/out"
+  printf 'file where a dir was\n' >"$WORK/out/dir"
+  run rst get /dir --to "$WORK/out"
+  assert_error 6 planb-restore
+  [ -f "$WORK/out/dir" ]
+  run -0 rst get /dir --to "$WORK/out" --force
+  assert_equal "$(cat "$WORK/out/dir/file")" "in dir"
+}
+
 @test "capture into a store path below a regular file: exit 1" {
   printf 'x\n' >"$WORK/afile"
   run planb-capture --store "$WORK/afile/store" --host web1 "$SRC"

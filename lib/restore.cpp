@@ -114,6 +114,86 @@ Status apply_metadata(const Entry& e, const std::string& path, int fd, std::vect
   return {};
 }
 
+// The destination, resolved without ever following a symlink below its root:
+// directories are opened one component at a time with O_NOFOLLOW, and system
+// calls use /proc/self/fd/<parent>/<name> (short, whatever the depth). A
+// stack of open directories makes consecutive paths in manifest order cheap.
+class DestTree {
+ public:
+  Status open(const std::string& root) {
+    root_path_ = root;
+    root_ = Fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!root_.valid()) return fail("failed to open " + root + ": " + errstr(errno));
+    return {};
+  }
+  std::string display(const std::string& rel) const { return rel.empty() ? root_path_ : join_path(root_path_, rel); }
+
+  // Path of `rel` for system calls; valid until the next call.
+  Result<std::string> at(const std::string& rel) {
+    if (rel.empty()) return proc(root_.get()) + "/.";
+    auto slash = rel.find_last_of('/');
+    std::string parent = slash == std::string::npos ? "" : rel.substr(0, slash);
+    PB_ASSIGN(int fd, parent_fd(parent));
+    return proc(fd) + "/" + rel.substr(slash == std::string::npos ? 0 : slash + 1);
+  }
+
+  // Like at(), but holding its own directory open (for a second path).
+  Result<ShortPath> hold(const std::string& rel) {
+    PB_ASSIGN(std::string p, at(rel));
+    ShortPath sp;
+    auto slash = p.find_last_of('/');
+    sp.dir = Fd(::open(p.substr(0, slash).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!sp.dir.valid()) return fail("failed to open directory of " + display(rel) + ": " + errstr(errno));
+    sp.path = proc(sp.dir.get()) + p.substr(slash);
+    return sp;
+  }
+
+  enum class Kind { Missing, Dir, Other };
+  // What stands at `rel` now (a missing parent means Missing).
+  Result<Kind> probe(const std::string& rel) {
+    auto p = at(rel);
+    if (!p.ok()) {
+      if (p.error().code == kExitNotFound) return Kind::Missing;
+      return p.error();
+    }
+    struct stat st;
+    if (::lstat(p->c_str(), &st) != 0) return Kind::Missing;
+    return S_ISDIR(st.st_mode) ? Kind::Dir : Kind::Other;
+  }
+
+ private:
+  static std::string proc(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+  Result<int> parent_fd(const std::string& dir) {
+    while (!stack_.empty() && !path_within(dir, stack_.back().first)) stack_.pop_back();
+    std::string have = stack_.empty() ? "" : stack_.back().first;
+    int fd = stack_.empty() ? root_.get() : stack_.back().second.get();
+    size_t pos = have.empty() ? 0 : have.size() + 1;
+    while (pos < dir.size()) {
+      size_t end = dir.find('/', pos);
+      if (end == std::string::npos) end = dir.size();
+      std::string comp = dir.substr(pos, end - pos);
+      std::string sub = dir.substr(0, end);
+      Fd next(::openat(fd, comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!next.valid()) {
+        if (errno == ENOENT) return make_error(kExitNotFound, "failed to open " + display(sub) + ": no such directory");
+        if (errno == ELOOP || errno == ENOTDIR)
+          return make_error(kExitExists, "failed to restore below " + display(sub) +
+                                             ": it is not a directory (a symlink?); refusing to write through it (use --force to replace it)");
+        return fail("failed to open " + display(sub) + ": " + errstr(errno));
+      }
+      fd = next.get();
+      stack_.emplace_back(sub, std::move(next));
+      pos = end + 1;
+    }
+    return fd;
+  }
+
+  std::string root_path_;
+  Fd root_;
+  std::vector<std::pair<std::string, Fd>> stack_;
+};
+
 class Restorer {
  public:
   Restorer(Store& store, const Manifest& m, const RestoreOptions& opt)
@@ -137,17 +217,27 @@ class Restorer {
       if (in) sel.push_back(&e);
       else if (ancestors.count(e.path)) parents_.push_back(&e);
     }
-    // Refuse before writing anything if files would be overwritten.
-    if (!opt_.force) {
+    // Refuse before writing anything if files would be overwritten, or a
+    // directory's place is taken by something else (such as a symlink).
+    if (!opt_.force && path_exists(opt_.dest)) {
+      PB_TRY(tree_.open(opt_.dest));
       std::vector<std::string> clash;
+      auto check = [&](const Entry* e) -> Status {
+        if (clash.size() >= 3) return {};
+        PB_ASSIGN(DestTree::Kind k, tree_.probe(e->path));
+        if (k == DestTree::Kind::Other || (k == DestTree::Kind::Dir && e->type != EntryType::Dir))
+          clash.push_back(tree_.display(e->path) + (k == DestTree::Kind::Other && e->type == EntryType::Dir
+                                                        ? " (not a directory)" : ""));
+        return {};
+      };
+      for (const Entry* e : parents_) PB_TRY(check(e));
       for (const Entry* e : sel) {
-        struct stat st;
-        std::string d = dest(*e);
-        auto D = shorten(d);  // fails only if a parent is missing: then no clash
-        if (D.ok() && ::lstat(D->c_str(), &st) == 0 && !(e->type == EntryType::Dir && S_ISDIR(st.st_mode))) {
-          clash.push_back(d);
-          if (clash.size() >= 3) break;
+        auto st = check(e);
+        if (!st.ok() && st.error().code == kExitExists) {
+          clash.push_back(st.error().message);
+          break;
         }
+        PB_TRY(st);
       }
       if (!clash.empty()) {
         std::string list;
@@ -156,14 +246,18 @@ class Restorer {
       }
     }
     PB_TRY(mkdir_p(opt_.dest));
+    PB_TRY(tree_.open(opt_.dest));
     for (const Entry* e : parents_) {
-      std::string d = dest(*e);
-      struct stat st;
-      PB_ASSIGN(ShortPath D, shorten(d));
-      if (::lstat(D.c_str(), &st) == 0) continue;
-      if (::mkdir(D.c_str(), 0700) != 0) return fail("failed to create directory " + d + ": " + errstr(errno));
+      if (e->path.empty()) continue;  // the destination itself
+      PB_ASSIGN(DestTree::Kind k, tree_.probe(e->path));
+      if (k == DestTree::Kind::Dir) continue;
+      PB_ASSIGN(std::string P, tree_.at(e->path));
+      if (k == DestTree::Kind::Other && ::unlink(P.c_str()) != 0)
+        return fail("failed to replace " + tree_.display(e->path) + ": " + errstr(errno));
+      if (::mkdir(P.c_str(), 0700) != 0)
+        return fail("failed to create directory " + tree_.display(e->path) + ": " + errstr(errno));
       dirs_.push_back(e);
-      touched_.push_back(d);
+      touched_.push_back(e->path);
     }
     for (const Entry* e : sel) {
       PB_TRY(restore_one(*e, res));
@@ -171,38 +265,47 @@ class Restorer {
       progress_.update(res.entries, res.bytes);
     }
     // Directory metadata last, deepest first, so children don't touch mtimes.
-    for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
-      PB_ASSIGN(ShortPath D, shorten(dest(**it)));
-      PB_TRY(apply_metadata(**it, D.path, -1, res.warnings));
-    }
+    for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) PB_TRY(dir_metadata(**it, res));
     progress_.done();
     return make_durable();
   }
 
  private:
+  Status dir_metadata(const Entry& e, RestoreResult& res) {
+    PB_ASSIGN(std::string P, tree_.at(e.path));
+    Fd fd(::open(P.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid()) return fail("failed to open directory " + tree_.display(e.path) + ": " + errstr(errno));
+    return apply_metadata(e, P, fd.get(), res.warnings);
+  }
+
   // A few files: fsync each and its directory (a syncfs would also wait for
   // unrelated dirty data on the same file system). Many: one syncfs.
   Status make_durable() {
     if (touched_.size() > 512) return sync_filesystem(opt_.dest);
     std::set<std::string> dirs;
-    for (auto& p : touched_) {
-      PB_ASSIGN(ShortPath P, shorten(p));
-      Fd fd(::open(P.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
-      if (fd.valid() && ::fsync(fd.get()) != 0) return fail("failed to sync " + p + ": " + errstr(errno));
-      dirs.insert(dirname_of(p));
+    for (auto& rel : touched_) {
+      PB_ASSIGN(std::string P, tree_.at(rel));
+      struct stat st;
+      // Only files and directories are opened (never a device node or fifo);
+      // the parent directory's sync covers the others' names.
+      if (::lstat(P.c_str(), &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+        Fd fd(::open(P.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+        if (fd.valid() && ::fsync(fd.get()) != 0) return fail("failed to sync " + tree_.display(rel) + ": " + errstr(errno));
+      }
+      if (!rel.empty()) dirs.insert(rel.find('/') == std::string::npos ? "" : rel.substr(0, rel.find_last_of('/')));
     }
     for (auto& d : dirs) {
-      PB_ASSIGN(ShortPath D, shorten(d + "/."));
-      PB_TRY(fsync_dir(D.path));
+      PB_ASSIGN(std::string P, tree_.at(d));
+      PB_TRY(fsync_dir(P));
     }
     return {};
   }
 
-  std::string dest(const Entry& e) const { return e.path.empty() ? opt_.dest : join_path(opt_.dest, e.path); }
-
   Status restore_one(const Entry& e, RestoreResult& res) {
-    std::string d = dest(e);
-    PB_ASSIGN(ShortPath D, shorten(d));
+    std::string d = tree_.display(e.path);
+    // Hold the parent open for the whole entry (temp file, links, rename).
+    PB_ASSIGN(ShortPath H, tree_.hold(e.path));
+    const std::string& D = H.path;
     struct stat st;
     bool exists = ::lstat(D.c_str(), &st) == 0;
     if (e.type == EntryType::Dir) {
@@ -212,7 +315,7 @@ class Restorer {
       }
       if (!exists && ::mkdir(D.c_str(), 0700) != 0) return fail("failed to create directory " + d + ": " + errstr(errno));
       dirs_.push_back(&e);
-      if (touched_.size() <= 512) touched_.push_back(d);
+      if (touched_.size() <= 512) touched_.push_back(e.path);
       return {};
     }
     if (exists && S_ISDIR(st.st_mode)) {
@@ -220,14 +323,13 @@ class Restorer {
       return {};
     }
     // Build under a temp name beside the destination, then rename over it.
-    std::string tmp = temp_name(dirname_of(d), "planb-restore");
-    PB_ASSIGN(ShortPath T, shorten(tmp));
+    std::string T = temp_name(dirname_of(D), "planb-restore");
     switch (e.type) {
       case EntryType::File: {
-        Fd fd(::open(T.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-        if (!fd.valid()) return fail("failed to create " + tmp + ": " + errstr(errno));
+        Fd fd(::open(T.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        if (!fd.valid()) return fail("failed to create a temporary file beside " + d + ": " + errstr(errno));
         auto st2 = e.has_content() ? write_content(store_.objects(), e, fd.get(), d) : Status{};
-        if (st2.ok()) st2 = apply_metadata(e, T.path, fd.get(), res.warnings);
+        if (st2.ok()) st2 = apply_metadata(e, T, fd.get(), res.warnings);
         if (!st2.ok()) {
           ::unlink(T.c_str());
           return st2;
@@ -239,15 +341,14 @@ class Restorer {
                                                              : "while it kept changing"));
         ++res.files;
         res.bytes += e.size;
-        written_[e.path] = d;
+        written_.insert(e.path);
         break;
       }
       case EntryType::Hardlink: {
-        auto it = written_.find(e.target);
-        if (it != written_.end()) {
-          PB_ASSIGN(ShortPath L, shorten(it->second));
+        if (written_.count(e.target)) {
+          PB_ASSIGN(ShortPath L, tree_.hold(e.target));
           if (::link(L.c_str(), T.c_str()) != 0)
-            return fail("failed to link " + d + " to " + it->second + ": " + errstr(errno));
+            return fail("failed to link " + d + " to " + tree_.display(e.target) + ": " + errstr(errno));
           break;
         }
         // First link not restored with it: restore as a copy of its content.
@@ -260,22 +361,21 @@ class Restorer {
       }
       case EntryType::Symlink:
         if (::symlink(e.target.c_str(), T.c_str()) != 0) return fail("failed to create symlink " + d + ": " + errstr(errno));
-        PB_TRY(apply_metadata(e, T.path, -1, res.warnings));
+        PB_TRY(apply_metadata(e, T, -1, res.warnings));
         break;
       default: {
         mode_t type = e.type == EntryType::Fifo ? S_IFIFO : e.type == EntryType::Socket ? S_IFSOCK
                       : e.type == EntryType::Char ? S_IFCHR : S_IFBLK;
         if (::mknod(T.c_str(), type | 0600, dev_t(e.rdev)) != 0)
           return fail("failed to create " + d + ": " + errstr(errno));
-        PB_TRY(apply_metadata(e, T.path, -1, res.warnings));
+        PB_TRY(apply_metadata(e, T, -1, res.warnings));
       }
     }
     if (::rename(T.c_str(), D.c_str()) != 0) {
       ::unlink(T.c_str());
-      return fail("failed to rename " + tmp + " to " + d + ": " + errstr(errno));
+      return fail("failed to rename a temporary file to " + d + ": " + errstr(errno));
     }
-    if (e.type == EntryType::File && touched_.size() <= 512) touched_.push_back(d);
-    else if (touched_.size() <= 512) touched_.push_back(dirname_of(d) + "/.");
+    if (touched_.size() <= 512) touched_.push_back(e.path);
     return {};
   }
 
@@ -283,8 +383,9 @@ class Restorer {
   const Manifest& m_;
   const RestoreOptions& opt_;
   Progress progress_;
+  DestTree tree_;
   std::vector<const Entry*> parents_, dirs_;
-  std::unordered_map<std::string, std::string> written_;
+  std::unordered_set<std::string> written_;
   std::vector<std::string> touched_;
 };
 

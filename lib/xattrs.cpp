@@ -56,6 +56,16 @@ Result<XattrList> read_xattrs(const std::string& path, const std::string& displa
 }
 
 Status write_xattrs(const std::string& path, const XattrList& xattrs) {
+  // Exactly this set: remove what is there and not listed (an existing
+  // directory's own, or an ACL inherited from a parent's default ACL).
+  auto have = read_xattrs(path);
+  if (have.ok()) {
+    for (auto& [k, v] : *have) {
+      bool keep = std::any_of(xattrs.begin(), xattrs.end(), [&](const auto& x) { return x.first == k; });
+      if (!keep && ::lremovexattr(path.c_str(), k.c_str()) != 0 && errno != ENODATA && errno != ENOTSUP)
+        return fail("failed to remove extended attribute " + k + " from " + path + ": " + errstr(errno));
+    }
+  }
   for (auto& [k, v] : xattrs) {
     if (::lsetxattr(path.c_str(), k.c_str(), v.data(), v.size(), 0) != 0)
       return fail("failed to set extended attribute " + k + " on " + path + ": " + errstr(errno));

@@ -38,7 +38,8 @@ std::string exit_codes_help(const std::string& extra) {
          "  5  corrupt: damaged store (hash mismatch, bad manifest or object)\n"
          "  6  destination exists (use --force)\n"
          "  7  locked: another planb process holds the store or host\n"
-         "  8  refused: a bundle that is a replay, leaves a gap, or has the wrong parent\n" +
+         "  8  refused: a bundle that is a replay, leaves a gap, or has the wrong parent\n"
+         "  9  bad signature: sealed bundle from an unknown or revoked signer, or badly signed\n" +
          extra;
 }
 

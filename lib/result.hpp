@@ -18,6 +18,7 @@ enum ExitCode : int {
   kExitExists = 6,     // destination exists and --force not given
   kExitLocked = 7,     // store or host is locked by another process
   kExitRefused = 8,    // bundle refused: replay, gap or parent mismatch
+  kExitBadSignature = 9,  // sealed bundle: unknown or revoked signer, bad signature
 };
 
 struct Error {

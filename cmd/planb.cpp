@@ -12,6 +12,7 @@ static const char* kStages[][2] = {
     {"capture", "take an incremental snapshot of a server's tree (--verify, --prune)"},
     {"diff", "write the change bundle of a snapshot against its parent"},
     {"restore", "browse history (list, ls, versions) and restore files (get)"},
+    {"seal", "encrypt a bundle to the server and sign it (--open: verify, decrypt); keygen"},
 };
 
 static void usage(FILE* f) {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <sstream>
 #include <vector>
 
@@ -252,29 +253,42 @@ Result<SealResult> seal(const Key& server_public, const Key& signer, const SealO
   Hash hk = hash_bytes(std::string_view(reinterpret_cast<char*>(ks), sizeof ks));
   PB_TRY(emit(ks, sizeof ks));
 
-  // Chunks; each is bound to the header through the additional data.
+  // Chunks; each is bound to the header through the additional data. The
+  // ciphertext of chunk i is hashed and written on a second thread while
+  // chunk i+1 is read and encrypted (two output buffers, constant memory).
   std::string list;
   Hasher lh;
+  std::vector<char> out2(out.size());
+  std::vector<char>* outs[2] = {&out, &out2};
+  int which = 0;
+  std::future<Status> pending;
   for (;;) {
     size_t nnxt = 0;
     if (ncur == kSealChunk) {
       PB_ASSIGN(nnxt, read_full(in, nxt.data(), nxt.size(), in_name));
     }
     bool final = nnxt == 0;
-    put_u32(out.data(), uint32_t(ncur + kAbytes));
+    char* o = outs[which]->data();
+    put_u32(o, uint32_t(ncur + kAbytes));
     crypto_secretstream_xchacha20poly1305_push(
-        &st, reinterpret_cast<unsigned char*>(out.data() + 4), nullptr, reinterpret_cast<const unsigned char*>(cur.data()),
+        &st, reinterpret_cast<unsigned char*>(o + 4), nullptr, reinterpret_cast<const unsigned char*>(cur.data()),
         ncur, hh.b.data(), 32, final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : 0);
-    Hash ch = chunk_hash(out.data(), out.data() + 4, ncur + kAbytes);
-    lh.update(ch.b.data(), 32);
-    list.append(reinterpret_cast<const char*>(ch.b.data()), 32);
-    PB_TRY(emit(out.data(), 4 + ncur + kAbytes));
+    if (pending.valid()) PB_TRY(pending.get());
+    size_t len = ncur + kAbytes;
+    pending = std::async(std::launch::async, [&, o, len]() -> Status {
+      Hash ch = chunk_hash(o, o + 4, len);
+      lh.update(ch.b.data(), 32);
+      list.append(reinterpret_cast<const char*>(ch.b.data()), 32);
+      return emit(o, 4 + len);
+    });
+    which ^= 1;
     res.plain_bytes += ncur;
     res.chunks++;
     if (final) break;
     std::swap(cur, nxt);
     ncur = nnxt;
   }
+  PB_TRY(pending.get());
   sodium_memzero(&st, sizeof st);
   sodium_memzero(cur.data(), cur.size());
   sodium_memzero(nxt.data(), nxt.size());
@@ -418,27 +432,38 @@ Result<OpenResult> open_sealed(const Key& server_secret, const OpenOptions& opt)
   else if (hk != stored_hk) bad_part = "sealed key";
   std::vector<char> buf(4 + kMaxChunkCt);
   std::vector<char> lbuf;
-  Hasher lh;
-  {
-    uint64_t coff = chunks_off;
-    const uint64_t kBatch = 1024;
-    for (uint64_t i = 0; i < count; ++i) {
-      if (i % kBatch == 0) {
-        size_t k = static_cast<size_t>(std::min<uint64_t>(kBatch, count - i) * 32);
-        lbuf.resize(k);
-        PB_ASSIGN(n, pread_full(fd, lbuf.data(), k, list_off + i * 32, name));
-        if (n < k) return truncated("trailer: stream ended inside the trailer");
-        lh.update(lbuf.data(), k);
-      }
-      PB_ASSIGN(n, pread_full(fd, buf.data(), 4, coff, name));
-      uint32_t len = get_u32(buf.data());
-      PB_ASSIGN(n, pread_full(fd, buf.data() + 4, len, coff + 4, name));
-      if (n < len) return truncated("stream ended inside chunk " + std::to_string(i + 1));
-      Hash ch = chunk_hash(buf.data(), buf.data() + 4, len);
-      if (bad_part.empty() && std::memcmp(ch.b.data(), lbuf.data() + (i % kBatch) * 32, 32) != 0)
-        bad_part = "chunk " + std::to_string(i + 1);
-      coff += 4 + len;
+  // All chunks but the last are full (checked above), so chunk i starts at
+  // chunks_off + i * (4 + kMaxChunkCt). Two threads hash alternate chunks.
+  auto hash_chunks = [&](uint64_t first, std::vector<char>& b) -> Result<uint64_t> {
+    for (uint64_t i = first; i < count; i += 2) {
+      uint64_t coff = chunks_off + i * (4 + kMaxChunkCt);
+      PB_ASSIGN(size_t got, pread_full(fd, b.data(), 4, coff, name));
+      uint32_t len = get_u32(b.data());
+      if (got < 4 || len < kAbytes || len > kMaxChunkCt) return i;
+      PB_ASSIGN(got, pread_full(fd, b.data() + 4, len, coff + 4, name));
+      if (got < len) return i;
+      Hash ch = chunk_hash(b.data(), b.data() + 4, len);
+      char stored[32];
+      PB_ASSIGN(got, pread_full(fd, stored, 32, list_off + i * 32, name));
+      if (got < 32 || std::memcmp(ch.b.data(), stored, 32) != 0) return i;
     }
+    return count;  // all match
+  };
+  std::vector<char> buf2(buf.size());
+  auto odd = std::async(std::launch::async, [&] { return hash_chunks(1, buf2); });
+  auto even = hash_chunks(0, buf);
+  auto oddr = odd.get();
+  if (!even.ok()) return even.error();
+  if (!oddr.ok()) return oddr.error();
+  uint64_t first_bad = std::min(*even, *oddr);
+  if (bad_part.empty() && first_bad < count) bad_part = "chunk " + std::to_string(first_bad + 1);
+  Hasher lh;
+  for (uint64_t i = 0; i < count; i += 1024) {
+    size_t k = static_cast<size_t>(std::min<uint64_t>(1024, count - i) * 32);
+    lbuf.resize(k);
+    PB_ASSIGN(n, pread_full(fd, lbuf.data(), k, list_off + i * 32, name));
+    if (n < k) return truncated("trailer: stream ended inside the trailer");
+    lh.update(lbuf.data(), k);
   }
   Hash hl = lh.final();
 

@@ -152,7 +152,9 @@ Result<SealHeader> SealHeader::decode(std::string_view text) {
 std::optional<BundleHeader> sniff_bundle_header(const char* data, size_t n) {
   if (n == 0) return std::nullopt;
   struct archive* a = archive_read_new();
-  archive_read_support_filter_all(a);
+  // Bundles are zstd-compressed pax; never let libarchive run external filter programs.
+  archive_read_support_filter_zstd(a);
+  archive_read_support_filter_none(a);
   archive_read_support_format_tar(a);
   std::optional<BundleHeader> out;
   struct archive_entry* e = nullptr;

@@ -515,7 +515,11 @@ Result<OpenResult> open_sealed(const Key& server_secret, const OpenOptions& opt)
     af.emplace(std::move(f));
     ofd = af->fd();
   }
-  std::vector<char> plain(kSealChunk);
+  // Chunk i is written on a second thread while chunk i+1 is read and decrypted.
+  std::vector<char> plain(kSealChunk), plain2(kSealChunk);
+  std::vector<char>* plains[2] = {&plain, &plain2};
+  int which = 0;
+  std::future<Status> pending;
   uint64_t coff = chunks_off;
   for (uint64_t i = 0; i < count; ++i) {
     std::string cn = "chunk " + std::to_string(i + 1);
@@ -526,7 +530,8 @@ Result<OpenResult> open_sealed(const Key& server_secret, const OpenOptions& opt)
     if (n < len) return truncated("stream ended inside " + cn);
     unsigned long long plen = 0;
     unsigned char tag = 0;
-    if (crypto_secretstream_xchacha20poly1305_pull(&st, reinterpret_cast<unsigned char*>(plain.data()), &plen, &tag,
+    char* p = plains[which]->data();
+    if (crypto_secretstream_xchacha20poly1305_pull(&st, reinterpret_cast<unsigned char*>(p), &plen, &tag,
                                                    reinterpret_cast<const unsigned char*>(buf.data() + 4), len,
                                                    hh.b.data(), 32) != 0)
       return corrupt(cn + ": authentication failed (damaged)");
@@ -535,12 +540,16 @@ Result<OpenResult> open_sealed(const Key& server_secret, const OpenOptions& opt)
       return corrupt(cn + ": final tag before the last chunk");
     if (last && tag != crypto_secretstream_xchacha20poly1305_TAG_FINAL)
       return truncated("stream ended before the final chunk");
-    PB_TRY(write_all(ofd, plain.data(), plen, out_name));
+    if (pending.valid()) PB_TRY(pending.get());
+    pending = std::async(std::launch::async, [&, p, plen] { return write_all(ofd, p, plen, out_name); });
+    which ^= 1;
     res.plain_bytes += plen;
     coff += 4 + len;
   }
+  if (pending.valid()) PB_TRY(pending.get());
   sodium_memzero(&st, sizeof st);
   sodium_memzero(plain.data(), plain.size());
+  sodium_memzero(plain2.data(), plain2.size());
   res.chunks = count;
   if (af) PB_TRY(af->commit());
   res.seconds = since(t0);

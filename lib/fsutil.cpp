@@ -88,8 +88,8 @@ std::string join_path(const std::string& a, const std::string& b) {
 
 std::string temp_name(const std::string& dir, std::string_view stem) {
   static std::atomic<unsigned> counter{0};
-  return join_path(dir, "." + std::string(stem) + ".tmp." + std::to_string(::getpid()) + "." +
-                            std::to_string(counter++));
+  static const std::string pid = std::to_string(::getpid());
+  return join_path(dir, "." + std::string(stem) + ".tmp." + pid + "." + std::to_string(counter++));
 }
 
 Status fsync_dir(const std::string& dir) {

@@ -118,14 +118,19 @@ Result<uint64_t> ObjectStore::put(const Hash& id, std::string_view raw, ObjKind 
     return st.error();
   }
   std::string dst = path_of(id);
-  std::string sub = dirname_of(dst);
-  if (::mkdir(sub.c_str(), 0755) != 0 && errno != EEXIST) {
-    if (errno == ENOENT) {
-      PB_TRY(mkdir_p(sub));
-    } else {
-      ::unlink(tmp.c_str());
-      return fail("failed to create directory " + sub + ": " + errstr(errno));
+  // The 256 fan-out directories: created once, then remembered.
+  uint8_t fan = id.b[0];
+  if (!subdir_ok_[fan].load(std::memory_order_relaxed)) {
+    std::string sub = dirname_of(dst);
+    if (::mkdir(sub.c_str(), 0755) != 0 && errno != EEXIST) {
+      if (errno == ENOENT) {
+        PB_TRY(mkdir_p(sub));
+      } else {
+        ::unlink(tmp.c_str());
+        return fail("failed to create directory " + sub + ": " + errstr(errno));
+      }
     }
+    subdir_ok_[fan].store(true, std::memory_order_relaxed);
   }
   std::lock_guard<std::mutex> g(mu_);
   if (!staged_.insert(id).second) {

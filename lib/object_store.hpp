@@ -1,6 +1,8 @@
 // Content-addressed object store: STORE/objects/xx/<rest of hex id>.
 // An object is a 16-byte header then the payload, raw or zstd-compressed.
 #pragma once
+#include <array>
+#include <atomic>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -54,6 +56,7 @@ class ObjectStore {
   std::unordered_set<Hash, HashHasher> staged_;
   uint64_t pending_bytes_ = 0;
   std::mutex mu_;
+  std::array<std::atomic<bool>, 256> subdir_ok_{};
 };
 
 }  // namespace planb

@@ -7,6 +7,24 @@
 
 namespace planb {
 
+// Fixed-width little-endian integers.
+inline void put_le32(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = char(v >> (8 * i));
+}
+inline uint32_t get_le32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= uint32_t(uint8_t(p[i])) << (8 * i);
+  return v;
+}
+inline void put_le64(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = char(v >> (8 * i));
+}
+inline uint64_t get_le64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= uint64_t(uint8_t(p[i])) << (8 * i);
+  return v;
+}
+
 class ByteWriter {
  public:
   std::string& buf() { return out_; }

@@ -22,15 +22,6 @@ constexpr char kMagic[4] = {'P', 'B', 'O', '1'};
 constexpr size_t kHeader = 16;
 constexpr uint8_t kCodecRaw = 0, kCodecZstd = 1;
 constexpr int kZstdLevel = 3;
-
-void put_le64(char* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = char(v >> (8 * i));
-}
-uint64_t get_le64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= uint64_t(uint8_t(p[i])) << (8 * i);
-  return v;
-}
 }  // namespace
 
 std::string encode_index(const std::vector<ChunkRef>& chunks) {

@@ -1,5 +1,7 @@
 #include "seal.hpp"
 
+#include "bytes.hpp"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
@@ -42,22 +44,6 @@ constexpr size_t kMaxChunkCt = kSealChunk + kAbytes;
 constexpr size_t kMaxHeader = 64 * 1024;
 constexpr size_t kTrailerFixed = 4 + 32 + 32 + 8;  // before the hash list
 
-void put_u32(char* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = char(v >> (8 * i));
-}
-uint32_t get_u32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= uint32_t(uint8_t(p[i])) << (8 * i);
-  return v;
-}
-void put_u64(char* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = char(v >> (8 * i));
-}
-uint64_t get_u64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= uint64_t(uint8_t(p[i])) << (8 * i);
-  return v;
-}
 
 double since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -68,7 +54,7 @@ std::string signed_message(const Hash& hh, const Hash& hk, uint64_t count, const
   m.append(reinterpret_cast<const char*>(hh.b.data()), 32);
   m.append(reinterpret_cast<const char*>(hk.b.data()), 32);
   char c[8];
-  put_u64(c, count);
+  put_le64(c, count);
   m.append(c, 8);
   m.append(reinterpret_cast<const char*>(hl.b.data()), 32);
   return m;
@@ -238,7 +224,7 @@ Result<SealResult> seal(const Key& server_public, const Key& signer, const SealO
   std::string hs(kMagic, 4);
   hs.push_back(char(kSealVersion));
   char l4[4];
-  put_u32(l4, uint32_t(text.size()));
+  put_le32(l4, uint32_t(text.size()));
   hs.append(l4, 4);
   hs += text;
   Hash hh = hash_bytes(hs);
@@ -271,7 +257,7 @@ Result<SealResult> seal(const Key& server_public, const Key& signer, const SealO
     }
     bool final = nnxt == 0;
     char* o = outs[which]->data();
-    put_u32(o, uint32_t(ncur + kAbytes));
+    put_le32(o, uint32_t(ncur + kAbytes));
     crypto_secretstream_xchacha20poly1305_push(
         &st, reinterpret_cast<unsigned char*>(o + 4), nullptr, reinterpret_cast<const unsigned char*>(cur.data()),
         ncur, hh.b.data(), 32, final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : 0);
@@ -301,7 +287,7 @@ Result<SealResult> seal(const Key& server_public, const Key& signer, const SealO
   tr.append(reinterpret_cast<const char*>(hh.b.data()), 32);
   tr.append(reinterpret_cast<const char*>(hk.b.data()), 32);
   char c8[8];
-  put_u64(c8, res.chunks);
+  put_le64(c8, res.chunks);
   tr.append(c8, 8);
   tr += list;
   std::string msg = signed_message(hh, hk, res.chunks, lh.final());
@@ -365,7 +351,7 @@ Result<OpenResult> open_sealed(const Key& server_secret, const OpenOptions& opt)
   if (uint8_t(pre[4]) != kSealVersion)
     return corrupt("header: unsupported sealed-bundle version " + std::to_string(uint8_t(pre[4])) + " (this is version " +
                    std::to_string(kSealVersion) + ")");
-  uint32_t hlen = get_u32(pre + 5);
+  uint32_t hlen = get_le32(pre + 5);
   if (hlen > kMaxHeader) return corrupt("header: bad header length " + std::to_string(hlen));
   std::string hs(9 + hlen, '\0');
   std::memcpy(hs.data(), pre, 9);
@@ -392,7 +378,7 @@ Result<OpenResult> open_sealed(const Key& server_secret, const OpenOptions& opt)
     char l4[4];
     PB_ASSIGN(n, pread_full(fd, l4, 4, off, name));
     if (n < 4) return truncated("stream ended before the final chunk (after chunk " + std::to_string(count) + ")");
-    uint32_t len = get_u32(l4);
+    uint32_t len = get_le32(l4);
     if (len == 0) break;
     std::string cn = "chunk " + std::to_string(count + 1);
     if (len < kAbytes || len > kMaxChunkCt) return corrupt(cn + ": bad length field (" + std::to_string(len) + ")");
@@ -402,7 +388,7 @@ Result<OpenResult> open_sealed(const Key& server_secret, const OpenOptions& opt)
     if (len < kMaxChunkCt) {
       PB_ASSIGN(n, pread_full(fd, l4, 4, off, name));
       if (n < 4) return truncated("stream ended after " + cn + ", before the end of the chunks");
-      if (get_u32(l4) != 0)
+      if (get_le32(l4) != 0)
         return corrupt(cn + ": bad length field (a short chunk is not followed by the end marker)");
     }
   }
@@ -413,8 +399,8 @@ Result<OpenResult> open_sealed(const Key& server_secret, const OpenOptions& opt)
   PB_ASSIGN(n, pread_full(fd, tf, sizeof tf, trailer_off, name));
   if (n < sizeof tf) return truncated("trailer: stream ended inside the trailer");
   if (std::memcmp(tf, kTrailerMagic, 4) != 0) return corrupt("trailer: bad magic");
-  if (get_u64(tf + 68) != count)
-    return corrupt("trailer: its chunk count " + std::to_string(get_u64(tf + 68)) + " does not match the " +
+  if (get_le64(tf + 68) != count)
+    return corrupt("trailer: its chunk count " + std::to_string(get_le64(tf + 68)) + " does not match the " +
                    std::to_string(count) + " chunks");
   const uint64_t list_off = trailer_off + kTrailerFixed;
   const uint64_t end = list_off + 32 * count + crypto_sign_BYTES;
@@ -440,7 +426,7 @@ Result<OpenResult> open_sealed(const Key& server_secret, const OpenOptions& opt)
     for (uint64_t i = first; i < count; i += 2) {
       uint64_t coff = chunks_off + i * (4 + kMaxChunkCt);
       PB_ASSIGN(size_t got, pread_full(fd, b.data(), 4, coff, name));
-      uint32_t len = get_u32(b.data());
+      uint32_t len = get_le32(b.data());
       if (got < 4 || len < kAbytes || len > kMaxChunkCt) return i;
       PB_ASSIGN(got, pread_full(fd, b.data() + 4, len, coff + 4, name));
       if (got < len) return i;
@@ -524,7 +510,7 @@ Result<OpenResult> open_sealed(const Key& server_secret, const OpenOptions& opt)
   for (uint64_t i = 0; i < count; ++i) {
     std::string cn = "chunk " + std::to_string(i + 1);
     PB_ASSIGN(n, pread_full(fd, buf.data(), 4, coff, name));
-    uint32_t len = get_u32(buf.data());
+    uint32_t len = get_le32(buf.data());
     if (n < 4 || len < kAbytes || len > kMaxChunkCt) return corrupt(cn + ": changed while being read");
     PB_ASSIGN(n, pread_full(fd, buf.data() + 4, len, coff + 4, name));
     if (n < len) return truncated("stream ended inside " + cn);

@@ -11,6 +11,17 @@
 
 namespace planb {
 
+// The sealed header's fields, common to --json of sealing and opening.
+static JsonObject header_json(const SealHeader& h) {
+  JsonObject j;
+  j.add("appliance", h.appliance)
+      .add("server_key", h.server_key)
+      .add("host", h.host)
+      .add("sequence", h.sequence)
+      .add("parent", h.parent.is_zero() ? std::string() : h.parent.hex());
+  return j;
+}
+
 Status seal_keygen_main(SealCmdOptions& o) {
   if (o.prefix.empty()) return make_error(kExitUsage, "failed to parse options: --out PREFIX is required");
   PB_ASSIGN(std::string id, keygen(o.type, o.prefix, o.force));
@@ -56,12 +67,7 @@ Status seal_main(SealCmdOptions& o) {
     if (!r.ok()) return r.error();
     const SealHeader& h = r->header;
     if (o.json)
-      std::fprintf(info, "%s\n", JsonObject()
-                                     .add("appliance", h.appliance)
-                                     .add("server_key", h.server_key)
-                                     .add("host", h.host)
-                                     .add("sequence", h.sequence)
-                                     .add("parent", h.parent.is_zero() ? std::string() : h.parent.hex())
+      std::fprintf(info, "%s\n", header_json(h)
                                      .add("time_ns", int64_t(h.time_ns))
                                      .add("chunks", r->chunks)
                                      .add("bytes", r->plain_bytes)
@@ -90,12 +96,7 @@ Status seal_main(SealCmdOptions& o) {
   if (!r.ok()) return r.error();
   const SealHeader& h = r->header;
   if (o.json)
-    std::fprintf(info, "%s\n", JsonObject()
-                                   .add("appliance", h.appliance)
-                                   .add("server_key", h.server_key)
-                                   .add("host", h.host)
-                                   .add("sequence", h.sequence)
-                                   .add("parent", h.parent.is_zero() ? std::string() : h.parent.hex())
+    std::fprintf(info, "%s\n", header_json(h)
                                    .add("from_bundle", r->from_bundle)
                                    .add("chunks", r->chunks)
                                    .add("bytes", r->plain_bytes)

@@ -26,7 +26,9 @@ TEST(Chunker, SizesStayWithinBounds) {
   for (size_t i = 0; i < c.size(); ++i) {
     total += c[i].size();
     EXPECT_LE(c[i].size(), kChunkMax);
-    if (i + 1 < c.size()) EXPECT_GE(c[i].size(), kChunkMin);
+    if (i + 1 < c.size()) {
+      EXPECT_GE(c[i].size(), kChunkMin);
+    }
   }
   EXPECT_EQ(total, s.size());
   double avg = double(s.size()) / double(c.size());

@@ -103,7 +103,9 @@ TEST(Manifest, DiffRebuildsTheSameManifest) {
     std::string bad = diff;
     bad[i] ^= 0x55;
     auto x = apply_manifest_diff(a, bad, "t");
-    if (x.ok()) EXPECT_NE(manifest_id(encode_manifest(*x)), manifest_id(encode_manifest(b))) << i;
+    if (x.ok()) {
+      EXPECT_NE(manifest_id(encode_manifest(*x)), manifest_id(encode_manifest(b))) << i;
+    }
   }
 }
 

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <optional>
 #include <sstream>
 #include <unordered_set>
 
@@ -201,16 +200,9 @@ Result<DiffResult> write_bundle(Store& store, const DiffOptions& opt) {
   // Output: a temp file renamed into place when complete, or stdout.
   Writer w;
   w.mtime = h.created_ns / 1000000000;
-  std::optional<AtomicFile> file;
-  if (opt.out == "-" || opt.out.empty()) {
-    w.fd = 1;
-    w.what = "bundle to stdout";
-  } else {
-    PB_ASSIGN(AtomicFile f, AtomicFile::create(opt.out, 0644));
-    file.emplace(std::move(f));
-    w.fd = file->fd();
-    w.what = "bundle " + opt.out;
-  }
+  PB_ASSIGN(OutputFile out, OutputFile::open(opt.out, 0644));
+  w.fd = out.fd();
+  w.what = out.is_stdout() ? "bundle to stdout" : "bundle " + out.name();
 
   // Bytes the receiver lacks (new chunks only, for big files): small
   // bundles cross a WAN and get a stronger compression level.
@@ -313,7 +305,7 @@ Result<DiffResult> write_bundle(Store& store, const DiffOptions& opt) {
   }
   PB_TRY(w.close());
   prog.done();
-  if (file) PB_TRY(file->commit());
+  PB_TRY(out.commit());
   res.bundle_bytes = w.bytes;
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return res;

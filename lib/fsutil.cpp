@@ -127,6 +127,18 @@ Status AtomicFile::commit() {
   return fsync_dir(dirname_of(path_));
 }
 
+Result<OutputFile> OutputFile::open(const std::string& path, mode_t mode) {
+  OutputFile out;
+  if (path.empty() || path == "-") {
+    out.name_ = "standard output";
+    return out;
+  }
+  PB_ASSIGN(AtomicFile f, AtomicFile::create(path, mode));
+  out.file_.emplace(std::move(f));
+  out.name_ = path;
+  return out;
+}
+
 Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode) {
   PB_ASSIGN(AtomicFile f, AtomicFile::create(path, mode));
   PB_TRY(write_all(f.fd(), data.data(), data.size(), path));
@@ -157,31 +169,6 @@ Status sync_filesystem(const std::string& any_path) {
   if (!fd.valid()) return fail("failed to open " + any_path + ": " + errstr(errno));
   if (::syncfs(fd.get()) != 0) return fail("failed to sync file system of " + any_path + ": " + errstr(errno));
   return {};
-}
-
-Result<ShortPath> shorten(const std::string& path) {
-  ShortPath sp;
-  if (path.size() < 2048) {
-    sp.path = path;
-    return sp;
-  }
-  auto slash = path.find_last_of('/');
-  std::string parent = path.substr(0, slash), name = path.substr(slash + 1);
-  Fd cur(::open(parent[0] == '/' ? "/" : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  size_t i = 0;
-  while (i < parent.size()) {
-    size_t j = parent.find('/', i);
-    if (j == std::string::npos) j = parent.size();
-    std::string comp = parent.substr(i, j - i);
-    i = j + 1;
-    if (comp.empty() || comp == ".") continue;
-    Fd next(::openat(cur.get(), comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!next.valid()) return fail("failed to open directory " + parent + ": " + errstr(errno));
-    cur = std::move(next);
-  }
-  sp.path = "/proc/self/fd/" + std::to_string(cur.get()) + "/" + name;
-  sp.dir = std::move(cur);
-  return sp;
 }
 
 Status DurableBatch::commit() {

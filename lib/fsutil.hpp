@@ -4,6 +4,7 @@
 #pragma once
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -59,6 +60,20 @@ class AtomicFile {
   Fd fd_;
 };
 
+// A command's output: standard output for "-" (or ""), else an AtomicFile.
+class OutputFile {
+ public:
+  static Result<OutputFile> open(const std::string& path, mode_t mode = 0644);
+  int fd() const { return file_ ? file_->fd() : 1; }
+  bool is_stdout() const { return !file_; }
+  const std::string& name() const { return name_; }  // the path, or "standard output"
+  Status commit() { return file_ ? file_->commit() : Status{}; }
+
+ private:
+  std::optional<AtomicFile> file_;
+  std::string name_;
+};
+
 // The same for a whole buffer.
 Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode = 0644);
 Status fsync_dir(const std::string& dir);
@@ -91,15 +106,13 @@ class DurableBatch {
 
 Status sync_filesystem(const std::string& any_path);
 
-// A path usable in system calls even beyond PATH_MAX: itself when short,
-// else /proc/self/fd/<parent dir fd>/<name>, holding the parent open (opened
-// component by component with openat, not following symlinks).
+// A path for system calls that holds its directory open:
+// /proc/self/fd/<dir fd>/<name>, short whatever the depth.
 struct ShortPath {
   Fd dir;
   std::string path;
   const char* c_str() const { return path.c_str(); }
 };
-Result<ShortPath> shorten(const std::string& path);
 
 // Advisory lock (flock) held for the object's lifetime.
 class FileLock {

@@ -206,14 +206,9 @@ Result<SealResult> seal(const Key& server_public, const Key& signer, const SealO
   h.server_key = server_public.id;
   h.time_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 
-  std::optional<AtomicFile> af;
-  int ofd = 1;
-  std::string out_name = opt.out == "-" ? "standard output" : opt.out;
-  if (opt.out != "-") {
-    PB_ASSIGN(AtomicFile f, AtomicFile::create(opt.out, 0644));
-    af.emplace(std::move(f));
-    ofd = af->fd();
-  }
+  PB_ASSIGN(OutputFile output, OutputFile::open(opt.out, 0644));
+  const int ofd = output.fd();
+  const std::string& out_name = output.name();
   auto emit = [&](const void* p, size_t n) -> Status {
     res.sealed_bytes += n;
     return write_all(ofd, p, n, out_name);
@@ -296,7 +291,7 @@ Result<SealResult> seal(const Key& server_public, const Key& signer, const SealO
                        reinterpret_cast<const unsigned char*>(signer.bytes.data()));
   tr.append(reinterpret_cast<char*>(sig), sizeof sig);
   PB_TRY(emit(tr.data(), tr.size()));
-  if (af) PB_TRY(af->commit());
+  PB_TRY(output.commit());
   res.seconds = since(t0);
   return res;
 }
@@ -493,14 +488,9 @@ Result<OpenResult> open_sealed(const Key& server_secret, const OpenOptions& opt)
   sodium_memzero(key, sizeof key);
   if (irc != 0) return corrupt("sealed key: bad stream header");
 
-  std::optional<AtomicFile> af;
-  int ofd = 1;
-  std::string out_name = opt.out == "-" ? "standard output" : opt.out;
-  if (opt.out != "-") {
-    PB_ASSIGN(AtomicFile f, AtomicFile::create(opt.out, 0600));
-    af.emplace(std::move(f));
-    ofd = af->fd();
-  }
+  PB_ASSIGN(OutputFile output, OutputFile::open(opt.out, 0600));
+  const int ofd = output.fd();
+  const std::string& out_name = output.name();
   // Chunk i is written on a second thread while chunk i+1 is read and decrypted.
   std::vector<char> plain(kSealChunk), plain2(kSealChunk);
   std::vector<char>* plains[2] = {&plain, &plain2};
@@ -537,7 +527,7 @@ Result<OpenResult> open_sealed(const Key& server_secret, const OpenOptions& opt)
   sodium_memzero(plain.data(), plain.size());
   sodium_memzero(plain2.data(), plain2.size());
   res.chunks = count;
-  if (af) PB_TRY(af->commit());
+  PB_TRY(output.commit());
   res.seconds = since(t0);
   return res;
 }

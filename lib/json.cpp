@@ -4,6 +4,15 @@
 
 namespace planb {
 
+size_t utf8_sequence(std::string_view s, size_t i) {
+  unsigned char c = s[i];
+  size_t len = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+  if (len == 0 || i + len > s.size()) return 0;
+  for (size_t k = 1; k < len; ++k)
+    if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return 0;
+  return len;
+}
+
 std::string json_escape(std::string_view s) {
   std::string o = "\"";
   for (size_t i = 0; i < s.size(); ++i) {
@@ -25,11 +34,8 @@ std::string json_escape(std::string_view s) {
       o += char(c);
       continue;
     }
-    // Validate a UTF-8 sequence; escape stray bytes as \u00XX (lossy but visible).
-    int len = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = len > 0 && i + len <= s.size();
-    for (int k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
-    if (ok) {
+    // Valid UTF-8 passes; stray bytes become \u00XX (lossy but visible).
+    if (size_t len = utf8_sequence(s, i)) {
       o.append(s.substr(i, len));
       i += len - 1;
     } else {

@@ -7,7 +7,9 @@
 
 namespace planb {
 
-std::string json_escape(std::string_view s);  // quoted; invalid UTF-8 bytes as \u00XX
+std::string json_escape(std::string_view s);
+// Length of the valid UTF-8 multi-byte sequence starting at s[i], or 0.
+size_t utf8_sequence(std::string_view s, size_t i);  // quoted; invalid UTF-8 bytes as \u00XX
 
 class JsonObject {
  public:

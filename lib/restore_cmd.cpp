@@ -38,10 +38,7 @@ std::string display(const std::string& s) {
   for (size_t i = 0; i < s.size(); ++i) {
     unsigned char c = s[i];
     if (c >= 0x80) {
-      int len = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-      bool ok = len && i + len <= s.size();
-      for (int k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
-      if (ok) {
+      if (size_t len = utf8_sequence(s, i)) {
         o.append(s, i, len);
         i += len - 1;
         continue;

@@ -13,6 +13,7 @@ static const char* kStages[][2] = {
     {"diff", "write the change bundle of a snapshot against its parent"},
     {"restore", "browse history (list, ls, versions) and restore files (get)"},
     {"seal", "encrypt a bundle to the server and sign it (--open: verify, decrypt); keygen"},
+    {"ship", "push the sealed bundles in the outbox to the server (file://, sftp://, https://)"},
 };
 
 static void usage(FILE* f) {

@@ -70,8 +70,8 @@ Status ship_main(ShipCmdOptions& o) {
         std::printf("already there %s (delivered by an earlier run)\n", b.name.c_str());
       else if (b.state == "held-back")
         std::printf("held back %s (an earlier bundle was not delivered)\n", b.name.c_str());
-      else if (!b.error.empty())
-        print_warning("planb-ship", b.error);
+      else if (!b.error.empty() && !(b.error == rep.first_error.message && rep.sent + rep.already == 0))
+        print_warning("planb-ship", b.error);  // (the one error of a run that sent nothing is the final message)
     }
     if (rep.bundles.empty())
       std::printf("nothing to ship in %s\n", o.ship.outbox.c_str());

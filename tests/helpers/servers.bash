@@ -16,8 +16,10 @@ wait_port() {  # port
   return 1
 }
 
-# start_sshd DIR: sets SSH_PORT, SSH_KEY (client key), SSH_KNOWN (known_hosts).
-start_sshd() {
+# prepare_sshd DIR: keys, config and known_hosts for an sshd on a free port, not
+# started yet (launch_sshd DIR starts it). Sets SSH_PORT, SSH_KEY (client key),
+# SSH_KNOWN (known_hosts).
+prepare_sshd() {
   local d=$1
   mkdir -p "$d" /run/sshd
   ssh-keygen -q -t ed25519 -N '' -C planb-test-host -f "$d/host_key"
@@ -38,12 +40,21 @@ StrictModes no
 UsePAM no
 Subsystem sftp internal-sftp
 EOC
-  /usr/sbin/sshd -f "$d/sshd_config" -E "$d/sshd.log"
-  wait_port "$SSH_PORT"
   echo "[127.0.0.1]:$SSH_PORT $(cut -d' ' -f1,2 "$d/host_key.pub")" >"$d/known_hosts"
   SSH_KEY=$d/client_key
   SSH_KNOWN=$d/known_hosts
   export SSH_PORT SSH_KEY SSH_KNOWN
+}
+
+launch_sshd() {
+  /usr/sbin/sshd -f "$1/sshd_config" -E "$1/sshd.log"
+}
+
+# start_sshd DIR: prepare_sshd, then start it and wait until it listens.
+start_sshd() {
+  prepare_sshd "$1"
+  launch_sshd "$1"
+  wait_port "$SSH_PORT"
 }
 
 stop_sshd() {

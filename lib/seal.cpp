@@ -18,6 +18,7 @@
 
 #include "bundle.hpp"
 #include "fsutil.hpp"
+#include "seal_crypto.hpp"
 #include "store.hpp"
 
 namespace planb {
@@ -30,16 +31,18 @@ namespace planb {
 //   "PBST" H(header section) H(key section) u64le chunk-count
 //   chunk-count x H(length ‖ ciphertext)  signature[64]        (trailer)
 // The signature is Ed25519 over kSigDomain ‖ H(header section) ‖
-// H(key section) ‖ u64le count ‖ H(the chunk hash list).
+// H(key section) ‖ u64le count ‖ H(the chunk hash list). H is BLAKE3-256 (it
+// was BLAKE2b-256 in version 1, which is refused). The chunks are
+// crypto_secretstream_xchacha20poly1305, computed by SecretStream.
 namespace {
 
 constexpr char kMagic[4] = {'P', 'B', 'S', 'L'};
 constexpr char kTrailerMagic[4] = {'P', 'B', 'S', 'T'};
-constexpr char kSigDomain[] = "planb-sealed 1 signature";
+constexpr char kSigDomain[] = "planb-sealed 2 signature";
 constexpr size_t kSealedKeyBytes = crypto_box_SEALBYTES + crypto_secretstream_xchacha20poly1305_KEYBYTES;
 constexpr size_t kSsHeaderBytes = crypto_secretstream_xchacha20poly1305_HEADERBYTES;
 constexpr size_t kKeySection = kSealedKeyBytes + kSsHeaderBytes;
-constexpr size_t kAbytes = crypto_secretstream_xchacha20poly1305_ABYTES;
+constexpr size_t kAbytes = SecretStream::kAbytes;
 constexpr size_t kMaxChunkCt = kSealChunk + kAbytes;
 constexpr size_t kMaxHeader = 64 * 1024;
 constexpr size_t kTrailerFixed = 4 + 32 + 32 + 8;  // before the hash list
@@ -60,8 +63,14 @@ std::string signed_message(const Hash& hh, const Hash& hk, uint64_t count, const
   return m;
 }
 
+// PLANB_SERIAL=1: everything on one thread (to measure the cost per core).
+bool serial() {
+  static const bool s = std::getenv("PLANB_SERIAL") != nullptr;
+  return s;
+}
+
 Hash chunk_hash(const char* len4, const char* ct, size_t n) {
-  Hasher h;
+  Blake3 h;
   h.update(len4, 4);
   h.update(ct, n);
   return h.final();
@@ -222,7 +231,7 @@ Result<SealResult> seal(const Key& server_public, const Key& signer, const SealO
   put_le32(l4, uint32_t(text.size()));
   hs.append(l4, 4);
   hs += text;
-  Hash hh = hash_bytes(hs);
+  Hash hh = blake3(hs);
   PB_TRY(emit(hs.data(), hs.size()));
 
   // Key section: the per-bundle stream key, sealed to the server.
@@ -230,17 +239,17 @@ Result<SealResult> seal(const Key& server_public, const Key& signer, const SealO
   crypto_secretstream_xchacha20poly1305_keygen(key);
   unsigned char ks[kKeySection];
   crypto_box_seal(ks, key, sizeof key, reinterpret_cast<const unsigned char*>(server_public.bytes.data()));
-  crypto_secretstream_xchacha20poly1305_state st;
-  crypto_secretstream_xchacha20poly1305_init_push(&st, ks + kSealedKeyBytes, key);
+  SecretStream st;
+  st.init_push(ks + kSealedKeyBytes, key);
   sodium_memzero(key, sizeof key);
-  Hash hk = hash_bytes(std::string_view(reinterpret_cast<char*>(ks), sizeof ks));
+  Hash hk = blake3(std::string_view(reinterpret_cast<char*>(ks), sizeof ks));
   PB_TRY(emit(ks, sizeof ks));
 
   // Chunks; each is bound to the header through the additional data. The
   // ciphertext of chunk i is hashed and written on a second thread while
   // chunk i+1 is read and encrypted (two output buffers, constant memory).
   std::string list;
-  Hasher lh;
+  Blake3 lh;
   std::vector<char> out2(out.size());
   std::vector<char>* outs[2] = {&out, &out2};
   int which = 0;
@@ -253,17 +262,19 @@ Result<SealResult> seal(const Key& server_public, const Key& signer, const SealO
     bool final = nnxt == 0;
     char* o = outs[which]->data();
     put_le32(o, uint32_t(ncur + kAbytes));
-    crypto_secretstream_xchacha20poly1305_push(
-        &st, reinterpret_cast<unsigned char*>(o + 4), nullptr, reinterpret_cast<const unsigned char*>(cur.data()),
-        ncur, hh.b.data(), 32, final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : 0);
+    if (!st.push(reinterpret_cast<unsigned char*>(o + 4), reinterpret_cast<const unsigned char*>(cur.data()), ncur,
+                 hh.b.data(), 32, final ? SecretStream::kTagFinal : SecretStream::kTagMessage))
+      return fail("failed to seal " + in_name + ": encryption failed (OpenSSL)");
     if (pending.valid()) PB_TRY(pending.get());
     size_t len = ncur + kAbytes;
-    pending = std::async(std::launch::async, [&, o, len]() -> Status {
+    auto finish_chunk = [&, o, len]() -> Status {
       Hash ch = chunk_hash(o, o + 4, len);
       lh.update(ch.b.data(), 32);
       list.append(reinterpret_cast<const char*>(ch.b.data()), 32);
       return emit(o, 4 + len);
-    });
+    };
+    if (serial()) PB_TRY(finish_chunk());
+    else pending = std::async(std::launch::async, finish_chunk);
     which ^= 1;
     res.plain_bytes += ncur;
     res.chunks++;
@@ -271,8 +282,7 @@ Result<SealResult> seal(const Key& server_public, const Key& signer, const SealO
     std::swap(cur, nxt);
     ncur = nnxt;
   }
-  PB_TRY(pending.get());
-  sodium_memzero(&st, sizeof st);
+  if (pending.valid()) PB_TRY(pending.get());
   sodium_memzero(cur.data(), cur.size());
   sodium_memzero(nxt.data(), nxt.size());
 
@@ -409,16 +419,16 @@ Result<OpenResult> open_sealed(const Key& server_secret, const OpenOptions& opt)
 
   // Hash every part against the trailer (the trailer is checked by the signature below).
   std::string bad_part;
-  Hash hh = hash_bytes(hs);
-  Hash hk = hash_bytes(std::string_view(reinterpret_cast<char*>(ks), sizeof ks));
+  Hash hh = blake3(hs);
+  Hash hk = blake3(std::string_view(reinterpret_cast<char*>(ks), sizeof ks));
   if (hh != stored_hh) bad_part = "header";
   else if (hk != stored_hk) bad_part = "sealed key";
   std::vector<char> buf(4 + kMaxChunkCt);
   std::vector<char> lbuf;
   // All chunks but the last are full (checked above), so chunk i starts at
   // chunks_off + i * (4 + kMaxChunkCt). Two threads hash alternate chunks.
-  auto hash_chunks = [&](uint64_t first, std::vector<char>& b) -> Result<uint64_t> {
-    for (uint64_t i = first; i < count; i += 2) {
+  auto hash_chunks = [&](uint64_t first, uint64_t step, std::vector<char>& b) -> Result<uint64_t> {
+    for (uint64_t i = first; i < count; i += step) {
       uint64_t coff = chunks_off + i * (4 + kMaxChunkCt);
       PB_ASSIGN(size_t got, pread_full(fd, b.data(), 4, coff, name));
       uint32_t len = get_le32(b.data());
@@ -432,15 +442,20 @@ Result<OpenResult> open_sealed(const Key& server_secret, const OpenOptions& opt)
     }
     return count;  // all match
   };
-  std::vector<char> buf2(buf.size());
-  auto odd = std::async(std::launch::async, [&] { return hash_chunks(1, buf2); });
-  auto even = hash_chunks(0, buf);
-  auto oddr = odd.get();
-  if (!even.ok()) return even.error();
-  if (!oddr.ok()) return oddr.error();
-  uint64_t first_bad = std::min(*even, *oddr);
+  uint64_t first_bad = count;
+  if (serial()) {
+    PB_ASSIGN(first_bad, hash_chunks(0, 1, buf));
+  } else {
+    std::vector<char> buf2(buf.size());
+    auto odd = std::async(std::launch::async, [&] { return hash_chunks(1, 2, buf2); });
+    auto even = hash_chunks(0, 2, buf);
+    auto oddr = odd.get();
+    if (!even.ok()) return even.error();
+    if (!oddr.ok()) return oddr.error();
+    first_bad = std::min(*even, *oddr);
+  }
   if (bad_part.empty() && first_bad < count) bad_part = "chunk " + std::to_string(first_bad + 1);
-  Hasher lh;
+  Blake3 lh;
   for (uint64_t i = 0; i < count; i += 1024) {
     size_t k = static_cast<size_t>(std::min<uint64_t>(1024, count - i) * 32);
     lbuf.resize(k);
@@ -483,10 +498,10 @@ Result<OpenResult> open_sealed(const Key& server_secret, const OpenOptions& opt)
                            reinterpret_cast<const unsigned char*>(server_secret.bytes.data())) != 0)
     return make_error(kExitFailure, "failed to open sealed bundle " + name +
                                         ": sealed key: cannot be opened with this server key (wrong recipient key)");
-  crypto_secretstream_xchacha20poly1305_state st;
-  int irc = crypto_secretstream_xchacha20poly1305_init_pull(&st, ks + kSealedKeyBytes, key);
+  SecretStream st;
+  bool init_ok = st.init_pull(ks + kSealedKeyBytes, key);
   sodium_memzero(key, sizeof key);
-  if (irc != 0) return corrupt("sealed key: bad stream header");
+  if (!init_ok) return corrupt("sealed key: bad stream header");
 
   PB_ASSIGN(OutputFile output, OutputFile::open(opt.out, 0600));
   const int ofd = output.fd();
@@ -504,26 +519,23 @@ Result<OpenResult> open_sealed(const Key& server_secret, const OpenOptions& opt)
     if (n < 4 || len < kAbytes || len > kMaxChunkCt) return corrupt(cn + ": changed while being read");
     PB_ASSIGN(n, pread_full(fd, buf.data() + 4, len, coff + 4, name));
     if (n < len) return truncated("stream ended inside " + cn);
-    unsigned long long plen = 0;
+    size_t plen = len - kAbytes;
     unsigned char tag = 0;
     char* p = plains[which]->data();
-    if (crypto_secretstream_xchacha20poly1305_pull(&st, reinterpret_cast<unsigned char*>(p), &plen, &tag,
-                                                   reinterpret_cast<const unsigned char*>(buf.data() + 4), len,
-                                                   hh.b.data(), 32) != 0)
+    if (!st.pull(reinterpret_cast<unsigned char*>(p), &tag, reinterpret_cast<const unsigned char*>(buf.data() + 4), len,
+                 hh.b.data(), 32))
       return corrupt(cn + ": authentication failed (damaged)");
     bool last = i + 1 == count;
-    if (tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL && !last)
-      return corrupt(cn + ": final tag before the last chunk");
-    if (last && tag != crypto_secretstream_xchacha20poly1305_TAG_FINAL)
-      return truncated("stream ended before the final chunk");
+    if (tag == SecretStream::kTagFinal && !last) return corrupt(cn + ": final tag before the last chunk");
+    if (last && tag != SecretStream::kTagFinal) return truncated("stream ended before the final chunk");
     if (pending.valid()) PB_TRY(pending.get());
-    pending = std::async(std::launch::async, [&, p, plen] { return write_all(ofd, p, plen, out_name); });
+    if (serial()) PB_TRY(write_all(ofd, p, plen, out_name));
+    else pending = std::async(std::launch::async, [&, p, plen] { return write_all(ofd, p, plen, out_name); });
     which ^= 1;
     res.plain_bytes += plen;
     coff += 4 + len;
   }
   if (pending.valid()) PB_TRY(pending.get());
-  sodium_memzero(&st, sizeof st);
   sodium_memzero(plain.data(), plain.size());
   sodium_memzero(plain2.data(), plain2.size());
   res.chunks = count;

@@ -14,7 +14,7 @@
 
 namespace planb {
 
-inline constexpr uint8_t kSealVersion = 1;
+inline constexpr uint8_t kSealVersion = 2;  // 1 (BLAKE2b-256 as H) is refused
 inline constexpr size_t kSealChunk = 1 << 20;  // plaintext bytes per chunk
 
 // The canonical header, signed (through its hash) by the appliance.

@@ -148,7 +148,12 @@ open_fails() {
 
 @test "tamper: version byte -> exit 5, unsupported version" {
   flip_byte "$WORK/sealed" 4
-  open_fails 5 "unsupported sealed-bundle version 0"
+  open_fails 5 "unsupported sealed-bundle version 3"
+}
+
+@test "version 1 (BLAKE2b chunk hashes) is refused: exit 5, unsupported version" {
+  printf '\x01' | dd of="$WORK/sealed" bs=1 seek=4 conv=notrunc status=none
+  open_fails 5 "unsupported sealed-bundle version 1 (this is version 2)"
 }
 
 @test "tamper: magic -> exit 5, not a sealed bundle" {

@@ -13,6 +13,7 @@
 
 #include "bytes.hpp"
 #include "fsutil.hpp"
+#include "hash_file.hpp"
 #include "progress.hpp"
 
 namespace planb {
@@ -36,20 +37,6 @@ struct Pending {
   SealHeader header;
   uint64_t size = 0;
 };
-
-Result<Hash> hash_file(const std::string& path) {
-  Fd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!in.valid()) return fail("failed to open " + path + ": " + errstr(errno));
-  ::posix_fadvise(in.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-  Hasher h;
-  std::vector<char> buf(1 << 20);
-  for (;;) {
-    PB_ASSIGN(size_t n, read_full(in.get(), buf.data(), buf.size(), path));
-    if (n == 0) break;
-    h.update(buf.data(), n);
-  }
-  return h.final();
-}
 
 class Shipper {
  public:

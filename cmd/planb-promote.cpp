@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   app.add_option("--keep", o.promote.keep_images, "Promoted images kept per host (default: keep_images in SERVER/config, or 3)")
       ->check(CLI::Range(1, 10000));
   app.add_flag("--list", o.list, "Show each host's latest snapshot, candidate, good image and open tickets");
+  app.add_flag("--pending", o.pending,
+               "Print 'HOST SEQ' for each host whose candidate is undecided (not good, no failed test on record)");
   app.add_flag("--json", o.json, "Print a JSON result on stdout");
   app.footer(
       "A failed boot test opens a ticket in the catalog and runs the notify hook (notify = COMMAND in\n"

@@ -65,9 +65,27 @@ static Status list_main(const ServerLayout& s, bool json) {
   return {};
 }
 
+// Hosts whose candidate is undecided: not good yet, and no failed test of it on record.
+static Status pending_main(const ServerLayout& s) {
+  PB_ASSIGN(auto hosts, list_hosts(s));
+  for (const auto& h : hosts) {
+    if (!h.candidate) continue;
+    if (h.good && h.good->sequence >= *h.candidate) continue;
+    if (h.last_test_passed && !*h.last_test_passed) {
+      bool ticketed = false;
+      for (const auto& t : h.tickets)
+        if (t.find(" boot_test_failed " + std::to_string(*h.candidate) + ":") != std::string::npos) ticketed = true;
+      if (ticketed) continue;
+    }
+    std::printf("%s %llu\n", h.host.c_str(), static_cast<unsigned long long>(*h.candidate));
+  }
+  return {};
+}
+
 Status promote_main(PromoteCmdOptions& o) {
   ServerLayout s = ServerLayout::at(o.server);
   if (o.list) return list_main(s, o.json);
+  if (o.pending) return pending_main(s);
   if (o.promote.host.empty()) return make_error(kExitUsage, "failed to parse options: --host is required (or --list)");
   o.promote.sequence = o.sequence;
   PB_ASSIGN(PromoteResult r, promote(s, o.promote));

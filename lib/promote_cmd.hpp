@@ -12,6 +12,7 @@ struct PromoteCmdOptions {
   PromoteOptions promote;
   std::optional<uint64_t> sequence;
   bool list = false;
+  bool pending = false;
   bool json = false;
 };
 

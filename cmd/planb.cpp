@@ -14,6 +14,8 @@ static const char* kStages[][2] = {
     {"restore", "browse history (list, ls, versions) and restore files (get)"},
     {"seal", "encrypt a bundle to the server and sign it (--open: verify, decrypt); keygen"},
     {"ship", "push the sealed bundles in the outbox to the server (file://, sftp://, https://)"},
+    {"assemble", "server: verify, open and apply the inbox's bundles into the store; catalog them"},
+    {"boot-test", "boot an image in qemu (no route out) and run the host's CMDB checks"},
 };
 
 static void usage(FILE* f) {

@@ -281,6 +281,7 @@ class Restorer {
   // A few files: fsync each and its directory (a syncfs would also wait for
   // unrelated dirty data on the same file system). Many: one syncfs.
   Status make_durable() {
+    if (opt_.fresh) return {};
     if (touched_.size() > 512) return sync_filesystem(opt_.dest);
     std::set<std::string> dirs;
     for (auto& rel : touched_) {
@@ -323,7 +324,7 @@ class Restorer {
       return {};
     }
     // Build under a temp name beside the destination, then rename over it.
-    std::string T = temp_name(dirname_of(D), "planb-restore");
+    std::string T = opt_.fresh ? D : temp_name(dirname_of(D), "planb-restore");
     switch (e.type) {
       case EntryType::File: {
         Fd fd(::open(T.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -371,7 +372,7 @@ class Restorer {
         PB_TRY(apply_metadata(e, T, -1, res.warnings));
       }
     }
-    if (::rename(T.c_str(), D.c_str()) != 0) {
+    if (!opt_.fresh && ::rename(T.c_str(), D.c_str()) != 0) {
       ::unlink(T.c_str());
       return fail("failed to rename a temporary file to " + d + ": " + errstr(errno));
     }

@@ -22,6 +22,8 @@ struct RestoreOptions {
   std::vector<std::string> paths;   // normalized; "" = everything
   bool force = false;               // replace existing files
   bool progress = true;
+  bool fresh = false;               // dest is a new empty staging tree: write in place, no temp
+                                    // names, no sync (planb-convert)
 };
 
 struct RestoreResult {

@@ -90,18 +90,32 @@ Status refuse(const Ctx& c, const Inboxed& in, AssembledBundle& b, const std::st
   b.code = why.code;
   // A re-run after a kill between the ticket and the move must not open a second ticket.
   PB_ASSIGN(auto open, c.catalog->open_tickets(b.host));
+  // (A ticket whose bundle already reached refused/ is an earlier copy's: a new ticket then.)
+  auto completed = [&](int64_t id) {
+    std::string target = b.name;
+    for (int i = 1; path_exists(join_path(c.refused, target)); ++i) {
+      auto r = read_file(join_path(c.refused, target + ".reason"));
+      if (r.ok() && r->find("\nticket=" + std::to_string(id) + "\n") != std::string::npos) return true;
+      target = b.name + "." + std::to_string(i);
+    }
+    return false;
+  };
   for (const auto& t : open)
-    if (t.kind == kind && t.sequence == b.sequence && t.details_json.find(json_escape(b.name)) != std::string::npos)
+    if (t.kind == kind && t.sequence == b.sequence &&
+        t.details_json.find("\"bundle\":" + json_escape(b.name)) != std::string::npos && !completed(t.id))
       b.ticket = t.id;
   if (!b.ticket) {
     PB_ASSIGN(b.ticket, c.catalog->record_refusal(b.host, b.sequence, kind, b.name, why.message, why.code,
                                                   in.header.appliance));
   }
   if (kind == kTicketFullBundleNeeded || kind == kTicketGap) PB_TRY(write_full_bundle_request(c, b, head));
-  PB_TRY(write_file_atomic(join_path(c.refused, b.name + ".reason"),
+  // Never replace earlier evidence: a second refused copy under the same name gets NAME.1, NAME.2, ...
+  std::string target = b.name;
+  for (int i = 1; path_exists(join_path(c.refused, target)); ++i) target = b.name + "." + std::to_string(i);
+  PB_TRY(write_file_atomic(join_path(c.refused, target + ".reason"),
                            "kind=" + kind + "\nexit=" + std::to_string(why.code) + "\nticket=" + std::to_string(b.ticket) +
                                "\nreason=" + why.message + "\n"));
-  return move_into(in.path, c.refused, b.name);
+  return move_into(in.path, c.refused, target);
 }
 
 Status remove_tree_files(const std::string& dir) {

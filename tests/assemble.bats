@@ -145,6 +145,12 @@ EOF
   assert_equal "$(sql "select json_extract(details, '$.bundle') from tickets where sequence=1")" old-again.sealed
   # done/ still holds the original.
   cmp "$S/inbox/done/web1-2.sealed" "$FT/sealed/web1-2.sealed"
+  # A third copy under a name already in refused/ does not replace the evidence.
+  deliver 2
+  run -8 asm
+  [ -f "$S/inbox/refused/web1-2.sealed.1" ] && [ -f "$S/inbox/refused/web1-2.sealed.1.reason" ]
+  [ -f "$S/inbox/refused/web1-2.sealed" ]
+  assert_equal "$(sql "select count(*) from tickets where kind='replay' and sequence=2")" 2
 }
 
 @test "gap: night 3 without night 2 is refused (exit 8), a full bundle is requested" {
@@ -156,6 +162,12 @@ EOF
   assert_equal "$(ref candidate)" 1
   [ -f "$S/requests/web1.full-bundle-needed" ]
   grep -q '^head-sequence=1$' "$S/requests/web1.full-bundle-needed"
+  # As if killed after the ticket and the reason file, before the move: the
+  # re-run refuses it again without a second ticket.
+  mv "$S/inbox/refused/web1-3.sealed" "$S/inbox/"
+  run -8 asm
+  assert_equal "$(sql "select count(*) from tickets where kind='gap'")" 1
+  [ -f "$S/inbox/refused/web1-3.sealed" ] && [ ! -e "$S/inbox/refused/web1-3.sealed.1" ]
 }
 
 @test "wrong parent: full_bundle_needed state, request file; a full bundle then applies, closes the ticket and removes the request" {

@@ -185,7 +185,9 @@ memory_mb = 256
   type = "tcp"
   port = 7
 EOF
-  bt --image "$WORK/hang.qcow2" --report-dir "$REPORT" --timeout 300 >"$WORK/out" 2>"$WORK/err" &
+  # Not through bt(): $! must be planb-boot-test itself, not a subshell.
+  planb-boot-test --server "$SERVER" --host fixture --image "$WORK/hang.qcow2" --report-dir "$REPORT" --timeout 300 \
+    >"$WORK/out" 2>"$WORK/err" &
   local pid=$! i=0
   until pgrep -f "qemu-system-x86_64.*$WORK" >/dev/null; do
     sleep 0.2
@@ -197,7 +199,7 @@ EOF
   local rc=0
   wait "$pid" || rc=$?
   [ "$rc" -ne 0 ]
-  grep -q 'interrupted by signal' "$WORK/err"
+  grep -q "interrupted by signal" "$WORK/err" || fail "rc $rc, stderr: $(cat "$WORK/err")"
   assert_no_qemu
   [ ! -e "$REPORT/report.json" ]
   [ -z "$(ls -A "$REPORT")" ] || fail "left in the report dir: $(ls -A "$REPORT")"

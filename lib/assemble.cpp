@@ -375,6 +375,9 @@ Result<AssembleReport> assemble(const AssembleOptions& opt) {
     }
     // Anything left in our temp dir is from a killed run.
     PB_TRY(remove_tree_files(join_path(c.tmp, host)));
+    store.objects().clean_stale_temps();  // temps of dead processes only
+    store.objects().clean_stale_temps(store.host_dir(host) + "/manifests");
+    store.objects().clean_stale_temps(store.host_dir(host) + "/refs");
     for (const auto& in : list) {
       if (!path_exists(in.path)) continue;  // handled by a run that held the lock before us
       AssembledBundle b;

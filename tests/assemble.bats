@@ -376,6 +376,8 @@ entries[deltas[0]] = (m, bytes(d))
   assert_equal "$(sql 'select group_concat(sequence) from snapshots')" "1,2,3,4,5,6"
   assert_equal "$(sql 'select count(*) from tickets')" 0
   assert_equal "$(find "$S/tmp" -type f | wc -l)" 0
+  # Temp objects of the killed runs are gone too.
+  assert_equal "$(find "$S/store/tmp" "$S/store/hosts" -name '.*.tmp.*' | wc -l)" 0
   run -0 planb-capture --store "$S/store" --verify
   planb-restore --store "$S/store" --host web1 get / --to "$WORK/kr" >/dev/null
   treedump "$WORK/kr" >"$WORK/kr.dump"

@@ -343,7 +343,12 @@ struct Attempt {
   std::string detail;
 };
 
-int attempt_timeout(const CmdbCheck& c, int dflt) { return c.timeout > 0 ? c.timeout : dflt; }
+// Seconds left before the time limit: no attempt runs past it.
+int g_remaining_s = 1 << 20;
+
+int attempt_timeout(const CmdbCheck& c, int dflt) {
+  return std::max(1, std::min(c.timeout > 0 ? c.timeout : dflt, g_remaining_s));
+}
 
 // tcp: slirp accepts the host-side connection at once, whatever the guest
 // does; "info usernet" tells whether the guest answered (ESTABLISHED) or not
@@ -730,6 +735,7 @@ Result<BootTestResult> boot_test(const BootTestOptions& o) {
         if (Clock::now() < next[i] || Clock::now() >= deadline) continue;
         tty.show("planb-boot-test: " + o.host + " " + fmt_secs(secs_since(t0)) + "s/" + std::to_string(o.timeout) +
                  "s: waiting for " + check_label(r.check) + " (attempt " + std::to_string(r.attempts + 1) + ")");
+        g_remaining_s = int(std::ceil(std::chrono::duration<double>(deadline - Clock::now()).count()));
         Attempt a = run_check(cx, r.check);
         r.attempts++;
         r.detail = a.detail;

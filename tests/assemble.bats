@@ -274,6 +274,13 @@ entries[:] = head + [bad] + entries[2:]
     assert_equal "$(bundle_field "$k.sealed" kind)" corrupt
     assert_equal "$(bundle_field "$k.sealed" exit_code)" 5
   done
+  # Refused for the hostile entry itself, not for something before it.
+  bundle_field dotdot.sealed reason | grep -q "unexpected entry '../x-dotdot'"
+  bundle_field absolute.sealed reason | grep -q "unexpected entry '.*abs-x-absolute'"
+  bundle_field nested.sealed reason | grep -q "unexpected entry 'objects/../../x-nested'"
+  for k in symlink device hardlink; do
+    bundle_field "$k.sealed" reason | grep -q "objects/1 is not a regular file"
+  done
   # Nothing anywhere outside the store: not beside the inbox, the server or the work dir.
   run find "$WORK" "$S" "$S/inbox" "$S/store" -maxdepth 1 -name '*x-*'
   assert_output ""

@@ -15,6 +15,7 @@ setup_file() {
   planb-seal keygen --type server --out "$d/keys/server" >/dev/null
   planb-seal keygen --type appliance --out "$d/keys/app" >/dev/null
   planb-seal keygen --type appliance --out "$d/keys/stranger" >/dev/null
+  planb-seal keygen --type server --out "$d/keys/other-server" >/dev/null
   planb-seal enroll --signers "$d/keys/signers" "$d/keys/app.pub" >/dev/null
   # Three nights of a tree with every entry type: full, then every kind of
   # change (deltas included), then a small edit.
@@ -215,6 +216,7 @@ EOF
   flip_byte "$S/inbox/damaged.sealed" 300
   head -c 400 "$FT/sealed/web1-2.sealed" >"$S/inbox/truncated.sealed"
   echo "not a sealed bundle" >"$S/inbox/junk.sealed"
+  planb-seal --to "$K/other-server.pub" --sign "$K/app.key" -o "$S/inbox/elsewhere.sealed" "$FT/night2.bundle" >/dev/null
   local before
   before=$(store_listing "$S/store")
   run -8 asm --json
@@ -224,7 +226,8 @@ EOF
   assert_equal "$(bundle_field damaged.sealed state)" refused
   assert_equal "$(bundle_field truncated.sealed kind)" corrupt
   assert_equal "$(bundle_field junk.sealed kind)" corrupt
-  for f in stranger badsig damaged truncated junk; do
+  assert_equal "$(bundle_field elsewhere.sealed kind)" wrong_recipient
+  for f in stranger badsig damaged truncated junk elsewhere; do
     [ -f "$S/inbox/refused/$f.sealed" ] && [ -f "$S/inbox/refused/$f.sealed.reason" ]
   done
   assert_equal "$(store_listing "$S/store")" "$before"

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   app.add_option("-o,--output", c.output, "Image path (default SERVER/images/HOST/SEQ/disk.qcow2; explain.json beside it, or PATH.explain.json)");
   app.add_option("--overlays", o.overlays, "Built-in overlay directory (default $PLANB_OVERLAYS, else share/planb/overlays beside the binary)");
   app.add_flag("--no-builtin-overlays", o.no_builtin, "Use only the customer overlays in SERVER/cmdb/overlays");
+  app.add_option("--scratch", c.scratch, "Directory for the staging tree and raw disk (default /dev/shm when they fit in half the free memory, else beside the image; - = beside the image)");
   app.add_option("--size", c.size_mib, "File system size in MiB (default: the tree + headroom)");
   app.add_flag("--explain", o.explain, "List what each overlay changed (file, action, before -> after) and which were skipped");
   app.add_flag("--json", o.json, "Print the explain document (as saved in explain.json) as JSON");

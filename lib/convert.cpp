@@ -7,6 +7,7 @@
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,9 +18,11 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 #include <unordered_set>
 
 #include "json.hpp"
+#include "progress.hpp"
 #include "restore.hpp"
 #include "store.hpp"
 
@@ -137,6 +140,22 @@ void remove_work_dir(const std::string& dir) {
   (void)run_tool({"rm", "-rf", "--one-file-system", dir}, "remove " + dir, "/dev/null");
 }
 
+struct Cleanup {
+  std::string dir;
+  bool keep;
+  ~Cleanup() {
+    if (!keep) remove_work_dir(dir);
+  }
+};
+
+uint64_t mem_available() {
+  auto m = read_file("/proc/meminfo");
+  if (!m.ok()) return 0;
+  auto p = m->find("MemAvailable:");
+  if (p == std::string::npos) return 0;
+  return std::strtoull(m->c_str() + p + 13, nullptr, 10) * 1024;
+}
+
 bool pid_alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
 
 // Work directories of converts that died: ".convert-<seq>-<pid>".
@@ -236,6 +255,59 @@ std::string gf_quote(const std::string& s) {
   return o + "\"";
 }
 
+
+// GRUB for BIOS from the Plan B server's own grub-pc-bin, without running any
+// guest code and without mounting anything: its modules go into the staging
+// tree's /boot/grub/i386-pc (before mke2fs), then boot.img goes into the MBR
+// and a core.img (grub-mkimage, finding the root by UUID) into the gap after
+// it, as grub-bios-setup does for an embedded core image.
+const char* kGrubDir = "/usr/lib/grub/i386-pc";
+
+Status copy_grub_modules(GuestTree& tree) {
+  if (!path_exists(std::string(kGrubDir) + "/boot.img"))
+    return fail(std::string("failed to install the bootloader: ") + kGrubDir + " missing (install grub-pc-bin)");
+  // The guest's own modules belong to its GRUB version; the core image is ours.
+  PB_ASSIGN(bool had, tree.remove("/boot/grub/i386-pc"));
+  (void)had;
+  PB_TRY(tree.mkdirs("/boot/grub/i386-pc", 0755));
+  DIR* d = ::opendir(kGrubDir);
+  if (!d) return fail(std::string("failed to read ") + kGrubDir + ": " + errstr(errno));
+  std::vector<std::string> names;
+  while (auto* de = ::readdir(d)) {
+    std::string n = de->d_name;
+    if (n.ends_with(".mod") || n.ends_with(".lst")) names.push_back(n);
+  }
+  ::closedir(d);
+  for (auto& n : names) {
+    PB_ASSIGN(std::string data, read_file(std::string(kGrubDir) + "/" + n));
+    PB_TRY(tree.write("/boot/grub/i386-pc/" + n, data, 0644));
+  }
+  return {};
+}
+
+Status embed_grub(const std::string& raw, const std::string& uuid, const std::string& work, const std::string& err) {
+  std::string early = work + "/grub-early.cfg", core = work + "/core.img";
+  PB_TRY(write_file_atomic(early, "search.fs_uuid " + uuid + " root\nset prefix=($root)/boot/grub\n"));
+  PB_TRY(run_tool({"grub-mkimage", "-O", "i386-pc", "-o", core, "-c", early, "-p", "/boot/grub", "biosdisk", "part_msdos",
+                   "ext2", "search_fs_uuid"},
+                  "make the GRUB core image (grub-mkimage)", err));
+  PB_ASSIGN(std::string boot, read_file(std::string(kGrubDir) + "/boot.img"));
+  PB_ASSIGN(std::string img, read_file(core));
+  if (boot.size() != 512) return fail("failed to install the bootloader: boot.img is not 512 bytes");
+  if (img.size() > (2048 - 1) * 512) return fail("failed to install the bootloader: core.img does not fit before the partition");
+  // boot.img's defaults already say: core image at sector 1, boot drive from
+  // the BIOS; grub-mkimage filled in the core image's length. As grub-bios-setup
+  // does for hard disks, the floppy drive check becomes two NOPs.
+  boot[0x66] = char(0x90);
+  boot[0x67] = char(0x90);
+  Fd fd(::open(raw.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return fail("failed to open " + raw + ": " + errstr(errno));
+  // Code only: the partition table (from 446) and the signature stay sfdisk's.
+  if (::pwrite(fd.get(), boot.data(), 440, 0) != 440 || ::pwrite(fd.get(), img.data(), img.size(), 512) != ssize_t(img.size()))
+    return fail("failed to write the bootloader to " + raw + ": " + errstr(errno));
+  return {};
+}
+
 }  // namespace
 
 std::string builtin_overlay_dir() {
@@ -287,14 +359,29 @@ Result<ConvertResult> convert_snapshot(const ConvertOptions& opt) {
   clean_stale(out_dir);
   std::string work = out_dir + "/.convert-" + std::to_string(seq) + "-" + std::to_string(::getpid());
   PB_TRY(mkdir_p(work, 0700));
-  struct Cleanup {
-    std::string dir;
-    bool keep;
-    ~Cleanup() {
-      if (!keep) remove_work_dir(dir);
+  Cleanup cleanup{work, opt.keep_work};
+  // Scratch space for the staging tree and the raw disk: memory (/dev/shm)
+  // when both fit comfortably, so writing and deleting them costs no disk I/O;
+  // else the work directory.
+  std::string scratch = work;
+  std::string shm = opt.scratch.empty() ? "/dev/shm" : opt.scratch;
+  if (opt.scratch != "-" && path_exists(shm)) {
+    clean_stale(shm);
+    uint64_t need = m.header.total_bytes * 5 / 2 + (512ull << 20);
+    struct statvfs vs;
+    uint64_t avail = 0;
+    if (::statvfs(shm.c_str(), &vs) == 0) avail = uint64_t(vs.f_bavail) * vs.f_frsize;
+    if (opt.scratch.empty()) avail = std::min(avail, mem_available() / 2);
+    if (need <= avail) {
+      scratch = shm + "/.convert-" + std::to_string(seq) + "-" + std::to_string(::getpid());
+      PB_TRY(mkdir_p(scratch, 0700));
+    } else if (!opt.scratch.empty()) {
+      res.warnings.push_back("scratch " + shm + " has " + human_bytes(avail) + " free, " + human_bytes(need) +
+                             " needed: using " + work);
     }
-  } cleanup{work, opt.keep_work};
-  std::string staging = work + "/root", err = work + "/tool.err";
+  }
+  Cleanup scratch_cleanup{scratch, opt.keep_work || scratch == work};
+  std::string staging = scratch + "/root", err = work + "/tool.err";
 
   PB_ASSIGN(std::string agent_pub, test_agent_key(server + "/keys", work));
 
@@ -349,6 +436,7 @@ Result<ConvertResult> convert_snapshot(const ConvertOptions& opt) {
     PB_ASSIGN(auto old, tree.read("/boot/grub/grub.cfg"));
     std::string cfg = grub_cfg(kernel, res.root_uuid, plan.cmdline);
     PB_TRY(tree.write("/boot/grub/grub.cfg", cfg, 0644));
+    PB_TRY(copy_grub_modules(tree));
     std::string src;
     for (auto& r : res.overlays)
       for (auto& c : r.changes)
@@ -368,7 +456,7 @@ Result<ConvertResult> convert_snapshot(const ConvertOptions& opt) {
   uint64_t fs_mib = opt.size_mib ? opt.size_mib : std::max<uint64_t>(1024, (ts.bytes * 5 / 4 + ts.inodes * 256) / MiB + 512);
   uint64_t inodes = std::max<uint64_t>(ts.inodes * 2, fs_mib * MiB / 16384);
   res.fs_bytes = fs_mib * MiB;
-  std::string raw = work + "/disk.raw";
+  std::string raw = scratch + "/disk.raw";
   {
     Fd fd(::open(raw.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd.valid() || ::ftruncate(fd.get(), off_t((fs_mib + 1) * MiB)) != 0)
@@ -379,6 +467,16 @@ Result<ConvertResult> convert_snapshot(const ConvertOptions& opt) {
                    "-d", staging, raw, std::to_string(fs_mib * 1024) + "k"},
                   "make the file system (mke2fs -d)", err));
   res.timings.emplace_back("mke2fs", since(t));
+  // The staging tree is not needed any more: remove it while the disk is finished.
+  std::thread remover;
+  if (!opt.keep_work)
+    remover = std::thread([staging] { (void)run_tool({"rm", "-rf", "--one-file-system", staging}, "remove " + staging, "/dev/null"); });
+  struct Join {
+    std::thread& t;
+    ~Join() {
+      if (t.joinable()) t.join();
+    }
+  } join{remover};
 
   // 5. Partition table and bootloader (host GRUB, i386-pc, into the MBR gap).
   t = Clock::now();
@@ -389,28 +487,7 @@ Result<ConvertResult> convert_snapshot(const ConvertOptions& opt) {
     PB_TRY(run_tool({"sh", "-c", "exec sfdisk -q --no-reread --no-tell-kernel \"$1\" <\"$2\"", "sh", raw, tfile},
                     "partition the disk (sfdisk)", err));
   }
-  if (plan.bootloader == "grub-bios") {
-    PB_ASSIGN(std::string loop, run_tool({"losetup", "-f", "--show", "-P", raw}, "attach the disk image (losetup -P)", err));
-    while (!loop.empty() && loop.back() == '\n') loop.pop_back();
-    std::string part = loop + "p1", mnt = work + "/mnt";
-    struct Detach {
-      std::string loop, mnt;
-      bool mounted = false;
-      ~Detach() {
-        if (mounted) ::umount2(mnt.c_str(), 0);
-        (void)run_tool({"losetup", "-d", loop}, "detach " + loop, "/dev/null");
-      }
-    } detach{loop, mnt};
-    for (int i = 0; i < 100 && !path_exists(part); ++i) ::usleep(20000);
-    PB_TRY(mkdir_p(mnt, 0700));
-    PB_TRY(run_tool({"mount", "-t", "ext4", "-o", "nosuid,nodev,noexec", part, mnt}, "mount the new file system", err));
-    detach.mounted = true;
-    PB_TRY(run_tool({"grub-install", "--target=i386-pc", "--boot-directory=" + mnt + "/boot",
-                     "--modules=part_msdos ext2 search_fs_uuid", "--no-floppy", loop},
-                    "install the bootloader (grub-install)", err));
-    if (::umount2(mnt.c_str(), 0) != 0) return fail("failed to unmount " + mnt + ": " + errstr(errno));
-    detach.mounted = false;
-  }
+  if (plan.bootloader == "grub-bios") PB_TRY(embed_grub(raw, res.root_uuid, work, err));
   res.timings.emplace_back("partition+grub", since(t));
 
   // 6. What must run inside the guest: one libguestfs session (sandboxed VM).

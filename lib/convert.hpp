@@ -22,6 +22,8 @@ struct ConvertOptions {
   bool force = false;                 // replace an existing image
   bool keep_work = false;             // keep the staging tree (debugging)
   bool progress = true;
+  std::string scratch;                // staging tree + raw disk: "" = /dev/shm when it fits,
+                                      // "-" = beside the output, else this directory
   uint64_t size_mib = 0;              // file system size (0 = from the tree + headroom)
 };
 

@@ -15,6 +15,7 @@ static const char* kStages[][2] = {
     {"seal", "encrypt a bundle to the server and sign it (--open: verify, decrypt); keygen"},
     {"ship", "push the sealed bundles in the outbox to the server (file://, sftp://, https://)"},
     {"assemble", "server: verify, open and apply the inbox's bundles into the store; catalog them"},
+    {"convert", "server: build a bootable qcow2 of a snapshot (P2V overlays, --explain)"},
     {"boot-test", "boot an image in qemu (no route out) and run the host's CMDB checks"},
 };
 

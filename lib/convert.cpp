@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -40,9 +41,13 @@ Result<std::string> run_tool(const std::vector<std::string>& argv, const std::st
                              const std::string& err_file) {
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return fail("failed to " + what + ": pipe: " + errstr(errno));
+  pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return fail("failed to " + what + ": fork: " + errstr(errno));
   if (pid == 0) {
+    // The tool dies with planb-convert (kill -9 included).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
     ::dup2(out[1], 1);
     int e = ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (e >= 0) ::dup2(e, 2);
@@ -537,9 +542,9 @@ std::string explain_json(const ConvertResult& r) {
   std::vector<std::string> irs;
   for (auto& u : r.initramfs) {
     std::vector<std::string> added, builtin, missing;
-    for (auto& s : u.added) added.push_back("\"" + json_escape(s) + "\"");
-    for (auto& s : u.builtin) builtin.push_back("\"" + json_escape(s) + "\"");
-    for (auto& s : u.missing) missing.push_back("\"" + json_escape(s) + "\"");
+    for (auto& s : u.added) added.push_back(json_escape(s));
+    for (auto& s : u.builtin) builtin.push_back(json_escape(s));
+    for (auto& s : u.missing) missing.push_back(json_escape(s));
     irs.push_back(JsonObject()
                       .add("initrd", u.initrd)
                       .add("kernel", u.version)
@@ -553,7 +558,7 @@ std::string explain_json(const ConvertResult& r) {
   JsonObject tj;
   for (auto& [k, v] : r.timings) tj.add(k, v);
   std::vector<std::string> warns;
-  for (auto& w : r.warnings) warns.push_back("\"" + json_escape(w) + "\"");
+  for (auto& w : r.warnings) warns.push_back(json_escape(w));
   return JsonObject()
       .add("format", 1)
       .add("host", r.host)

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
       "result in SERVER/catalog.db when it exists.\n\n" +
       planb::exit_codes_help("  11 checks failed: the image booted (a check passed) but others failed\n"
                              "  12 time limit: no check passed before --timeout (the image did not come up)\n"
+                             "  13 boot failed: the serial console shows an emergency shell, initramfs shell or kernel panic\n"
                              "  An invalid CMDB is exit 2; an unknown host, image or missing key exit 4.\n"));
   if (int rc = planb::parse_args(app, "planb-boot-test", argc, argv); rc >= 0) return rc;
   return planb::run_command("planb-boot-test", [&] { return planb::boot_test_main(o); });

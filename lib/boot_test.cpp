@@ -522,6 +522,30 @@ std::string read_tail(const std::string& path, size_t max) {
   return s;
 }
 
+// A boot that can no longer succeed, as the guest's serial console shows it
+// (systemd's emergency/rescue shell, the initramfs shell, a kernel panic):
+// the line that says so, or "" while none is seen.
+std::string boot_failure(const std::string& serial_log) {
+  static const char* const kSigns[] = {
+      "You are in emergency mode", "You are in rescue mode", "Give root password for maintenance",
+      "Cannot open access to console, the root account is locked", "Dropping to a shell",
+      "Kernel panic - not syncing"};
+  std::string tail = read_tail(serial_log, 64 * 1024);
+  for (const char* sign : kSigns) {
+    size_t at = tail.find(sign);
+    if (at == std::string::npos) continue;
+    size_t b = tail.rfind('\n', at), e = tail.find('\n', at);
+    b = b == std::string::npos ? 0 : b + 1;
+    std::string line = tail.substr(b, e == std::string::npos ? std::string::npos : e - b);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    std::string out;
+    for (char c : line)
+      if (uint8_t(c) >= 0x20 && c != 0x7f) out += c;
+    return out.size() > 200 ? out.substr(0, 200) : out;
+  }
+  return "";
+}
+
 class TtyLine {
  public:
   explicit TtyLine(bool on) : on_(on && ::isatty(2)) {}
@@ -713,7 +737,7 @@ Result<BootTestResult> boot_test(const BootTestOptions& o) {
   std::vector<CheckResult> results;
   for (const auto& c : host->checks) results.push_back({c});
   std::vector<Clock::time_point> next(results.size(), Clock::now());
-  std::string outcome;
+  std::string outcome, boot_failed_line;
   double first_pass = -1, all_pass = -1;
   TtyLine tty(o.progress);
 
@@ -721,11 +745,21 @@ Result<BootTestResult> boot_test(const BootTestOptions& o) {
     outcome = "dry_run";
   } else {
     auto deadline = t0 + std::chrono::seconds(o.timeout);
+    auto next_serial_look = Clock::now();
     while (true) {
       if (g_signal) break;
       if (!vm.running()) {
         outcome = "qemu_exited";
         break;
+      }
+      // A boot that is dead already (emergency shell, panic) fails now, not at the time limit.
+      if (Clock::now() >= next_serial_look) {
+        next_serial_look = Clock::now() + std::chrono::seconds(2);
+        boot_failed_line = boot_failure(serial);
+        if (!boot_failed_line.empty()) {
+          outcome = "boot_failed";
+          break;
+        }
       }
       bool all = true;
       for (size_t i = 0; i < results.size() && !g_signal; i++) {
@@ -787,7 +821,11 @@ Result<BootTestResult> boot_test(const BootTestOptions& o) {
   // The report.
   bool passed = outcome == "passed";
   res.passed = passed;
-  res.exit_code = passed ? 0 : outcome == "checks_failed" ? kExitChecksFailed : outcome == "time_limit" ? kExitTimeLimit : 1;
+  res.exit_code = passed                       ? 0
+                  : outcome == "checks_failed" ? kExitChecksFailed
+                  : outcome == "time_limit"    ? kExitTimeLimit
+                  : outcome == "boot_failed"   ? kExitBootFailed
+                                               : 1;
   if (o.dry_run) res.exit_code = 0;
   std::string serial_out = report_dir + "/serial.log", screen_out = report_dir + "/screen.png";
 
@@ -864,6 +902,8 @@ Result<BootTestResult> boot_test(const BootTestOptions& o) {
       if (!r.passed) failed += (failed.empty() ? "" : "; ") + check_label(r.check) + (r.detail.empty() ? "" : ": " + r.detail);
     if (outcome == "time_limit")
       res.verdict = "time limit of " + std::to_string(o.timeout) + " s hit and no check passed (" + failed + ")";
+    else if (outcome == "boot_failed")
+      res.verdict = "the boot failed: the serial console shows \"" + boot_failed_line + "\" (" + failed + ")";
     else if (outcome == "qemu_exited")
       res.verdict = "qemu exited before the checks passed: " + one_line(read_tail(tmp + "/qemu.log", 1000)) + " (" + failed + ")";
     else

@@ -15,6 +15,7 @@ namespace planb {
 // Exit codes of planb-boot-test beyond the shared ones.
 inline constexpr int kExitChecksFailed = 11;  // booted (some check passed), others still failing
 inline constexpr int kExitTimeLimit = 12;     // time limit: no check ever passed
+inline constexpr int kExitBootFailed = 13;    // the serial console shows a dead boot (emergency shell, panic)
 
 struct BootTestOptions {
   std::string server;      // "" = $PLANB_SERVER or the default

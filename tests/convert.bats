@@ -82,18 +82,21 @@ assert_no_leftovers() {
   command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86 missing"
   command -v planb-boot-test >/dev/null || skip "planb-boot-test not built"
   write_cmdb
-  # Before: the physical machine's disk as it is (MODULES=dep initramfs without virtio, fstab by
-  # UUIDs of its own disks, static IP on enp3s0) never comes up.
-  run planb-boot-test --server "$SERVER" --host web1 --image "$SAMPLE/physical.img" --sequence 1 \
-    --timeout 60 --report-dir "$WORK/before"
-  [ "$status" -eq 12 ] || { echo "$output"; fail "the unconverted disk was expected to fail to come up (exit 12), got $status"; }
-
-  # After: convert the candidate, boot it.
+  # Convert the candidate (this also creates the test agent key the checks use).
   run conv --json
   assert_success
   [ -s "$IMG/disk.qcow2" ]
-  [ "$(qemu-img info --output=json "$IMG/disk.qcow2" | json_field format)" = qcow2 ]
+  qemu-img info --output=json "$IMG/disk.qcow2" | grep -q "\"format\": \"qcow2\""
   [ -s "$SERVER/keys/test-agent" ] && [ -s "$SERVER/keys/test-agent.pub" ]
+  # Before: the physical machine's disk as it is (MODULES=dep initramfs without virtio, fstab by
+  # UUIDs of its own disks, static IP on enp3s0) never comes up.
+  # (planb-boot-test takes qcow2 images: a qcow2 view of the raw disk, never writing it.)
+  qemu-img create -q -f qcow2 -b "$SAMPLE/physical.img" -F raw "$WORK/physical.qcow2"
+  run planb-boot-test --server "$SERVER" --host web1 --image "$WORK/physical.qcow2" --sequence 1 \
+    --timeout 60 --report-dir "$WORK/before"
+  [ "$status" -eq 12 ] || { echo "$output"; fail "the unconverted disk was expected to fail to come up (exit 12), got $status"; }
+
+  # After: the converted image.
   run planb-boot-test --server "$SERVER" --host web1 --timeout 400 --report-dir "$WORK/after"
   echo "$output"
   assert_success

@@ -24,8 +24,11 @@ setup() {
 teardown() {
   vm_stop
   [ -n "${NGINX_PID:-}" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
+  # part_loop runs in $(...): find its devices by their backing file.
   local l
-  for l in ${LOOPS:-}; do losetup -d "$l" 2>/dev/null; done
+  if [ -n "${FIX:-}" ]; then
+    for l in $(losetup -j "$FIX/physical.img" -O NAME -n 2>/dev/null); do losetup -d "$l" 2>/dev/null; done
+  fi
   true
 }
 
@@ -36,9 +39,7 @@ part_loop() {
   local n=$1 start size dev
   start=$(sfdisk -J "$FIX/physical.img" | python3 -c 'import json,sys; p=json.load(sys.stdin)["partitiontable"]["partitions"][int(sys.argv[1])-1]; print(p["start"], p["size"])' "$n")
   size=${start#* }; start=${start% *}
-  dev=$(losetup -f --show -r -o $((start * 512)) --sizelimit $((size * 512)) "$FIX/physical.img")
-  LOOPS="${LOOPS:-} $dev"
-  echo "$dev"
+  losetup -f --show -r -o $((start * 512)) --sizelimit $((size * 512)) "$FIX/physical.img"
 }
 
 @test "sample server: a warm build reuses the cache and prints the same directory" {

@@ -295,7 +295,8 @@ Result<AssembleReport> assemble(const AssembleOptions& opt) {
     return make_error(kExitNotFound, "failed to open inbox " + c.inbox + ": no such directory");
   c.done = join_path(c.inbox, "done");
   c.refused = join_path(c.inbox, "refused");
-  c.requests = join_path(c.root, "requests");
+  // Inside the inbox (hidden), so planb-ship, which can only reach the inbox, brings it back.
+  c.requests = join_path(c.inbox, ".requests");
   c.tmp = join_path(c.root, "tmp");
   c.locks = join_path(c.root, "locks");
   for (const auto* d : {&c.done, &c.refused, &c.requests, &c.tmp, &c.locks}) PB_TRY(mkdir_p(*d));

@@ -15,6 +15,7 @@
 #include "fsutil.hpp"
 #include "hash_file.hpp"
 #include "progress.hpp"
+#include "store.hpp"
 
 namespace planb {
 
@@ -199,7 +200,7 @@ Result<ShipReport> ship(const ShipOptions& opt) {
   ::closedir(d);
   std::sort(names.begin(), names.end());
   for (const auto& n : names) {
-    if (n[0] == '.' || n == "sent") continue;
+    if (n[0] == '.' || n == "sent" || n == "requests") continue;
     std::string p = join_path(opt.outbox, n);
     struct stat st;
     if (::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
@@ -274,6 +275,35 @@ Result<ShipReport> ship(const ShipOptions& opt) {
     rep.bundles.push_back(rec);
   }
   bar.done();
+
+  // The server's requests for full bundles (after a gap or a wrong parent), for
+  // every host this outbox has sent or is sending. Best effort: an unreachable
+  // server was reported above.
+  if (!abort) {
+    std::vector<std::string> hosts;
+    for (const auto& b : pending) hosts.push_back(b.header.host);
+    std::string sent_dir = join_path(opt.outbox, "sent");
+    if (DIR* sd = ::opendir(sent_dir.c_str())) {
+      while (struct dirent* e = ::readdir(sd)) {
+        if (e->d_name[0] == '.') continue;
+        auto h = read_sealed_header(join_path(sent_dir, e->d_name));
+        if (h.ok()) hosts.push_back(h->host);
+      }
+      ::closedir(sd);
+    }
+    std::sort(hosts.begin(), hosts.end());
+    hosts.erase(std::unique(hosts.begin(), hosts.end()), hosts.end());
+    for (const auto& host : hosts) {
+      if (!validate_host_name(host).ok()) continue;
+      std::string name = host + ".full-bundle-needed";
+      auto there = transport->size_of(".requests/" + name);
+      if (!there.ok() || !*there) continue;
+      std::string local = join_path(join_path(opt.outbox, "requests"), name);
+      if (mkdir_p(dirname_of(local), 0700).ok() &&
+          write_file_atomic(local, "planb-request 1\nhost=" + host + "\nrequest=full-bundle\n").ok())
+        rep.full_bundle_requested.push_back(host);
+    }
+  }
   if (opt.keep_sent > 0) prune_sent(opt);
   rep.bytes_sent = shipper.sent_bytes();
   rep.seconds = since(start);

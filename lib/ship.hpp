@@ -51,6 +51,9 @@ struct ShipReport {
   double seconds = 0;
   int sent = 0, already = 0, failed = 0;
   Error first_error;  // set when failed > 0
+  // Hosts the server asks a full bundle of (SERVER/inbox/.requests/HOST.full-bundle-needed),
+  // recorded as OUTBOX/requests/HOST.full-bundle-needed for appliance-nightly.
+  std::vector<std::string> full_bundle_requested;
 };
 
 Result<ShipReport> ship(const ShipOptions& opt);

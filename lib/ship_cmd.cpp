@@ -59,6 +59,12 @@ Status ship_main(ShipCmdOptions& o) {
                             .add("seconds", rep.seconds)
                             .add("throughput_mbps", mbps)
                             .add_raw("items", items)
+                            .add_raw("full_bundle_requested", [&] {
+                              std::string a = "[";
+                              for (size_t i = 0; i < rep.full_bundle_requested.size(); ++i)
+                                a += (i ? "," : "") + json_escape(rep.full_bundle_requested[i]);
+                              return a + "]";
+                            }())
                             .str().c_str());
   } else {
     for (const auto& b : rep.bundles) {
@@ -73,6 +79,9 @@ Status ship_main(ShipCmdOptions& o) {
       else if (!b.error.empty() && !(b.error == rep.first_error.message && rep.sent + rep.already == 0))
         print_warning("planb-ship", b.error);  // (the one error of a run that sent nothing is the final message)
     }
+    for (const auto& h : rep.full_bundle_requested)
+      std::printf("the server asks for a full bundle of %s (recorded in %s/requests/)\n", h.c_str(),
+                  o.ship.outbox.c_str());
     if (rep.bundles.empty())
       std::printf("nothing to ship in %s\n", o.ship.outbox.c_str());
     else

@@ -161,8 +161,8 @@ EOF
   run -8 asm --json
   assert_equal "$(bundle_field web1-3.sealed kind)" gap
   assert_equal "$(ref candidate)" 1
-  [ -f "$S/requests/web1.full-bundle-needed" ]
-  grep -q '^head-sequence=1$' "$S/requests/web1.full-bundle-needed"
+  [ -f "$S/inbox/.requests/web1.full-bundle-needed" ]
+  grep -q '^head-sequence=1$' "$S/inbox/.requests/web1.full-bundle-needed"
   # As if killed after the ticket and the reason file, before the move: the
   # re-run refuses it again without a second ticket.
   mv "$S/inbox/refused/web1-3.sealed" "$S/inbox/"
@@ -185,8 +185,8 @@ EOF
   run -8 asm --json
   assert_equal "$(bundle_field o2.sealed state)" full_bundle_needed
   assert_equal "$(bundle_field o2.sealed kind)" full_bundle_needed
-  [ -f "$S/requests/web1.full-bundle-needed" ]
-  grep -q '^request=full-bundle$' "$S/requests/web1.full-bundle-needed"
+  [ -f "$S/inbox/.requests/web1.full-bundle-needed" ]
+  grep -q '^request=full-bundle$' "$S/inbox/.requests/web1.full-bundle-needed"
   assert_equal "$(sql "select status from tickets where kind='full_bundle_needed'")" open
   assert_equal "$(ref candidate)" 1
   # The appliance answers with a full bundle of its snapshot 2.
@@ -194,7 +194,7 @@ EOF
   seal_as "$K/app.key" "$WORK/o2full.bundle" "$S/inbox/o2full.sealed"
   run -0 asm
   assert_equal "$(ref candidate)" 2
-  [ ! -e "$S/requests/web1.full-bundle-needed" ]
+  [ ! -e "$S/inbox/.requests/web1.full-bundle-needed" ]
   assert_equal "$(sql "select status from tickets where kind='full_bundle_needed'")" closed
 }
 
@@ -202,7 +202,7 @@ EOF
   deliver 2
   run -8 asm --json
   assert_equal "$(bundle_field web1-2.sealed state)" full_bundle_needed
-  [ -f "$S/requests/web1.full-bundle-needed" ]
+  [ -f "$S/inbox/.requests/web1.full-bundle-needed" ]
   [ ! -e "$S/store/hosts/web1/refs/latest" ]
 }
 

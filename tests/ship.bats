@@ -356,3 +356,23 @@ kill_loop() {
   run -0 planb-diff --store "$WORK/server-store" --apply "$WORK/server-night1.bundle"
   run -0 planb-diff --store "$WORK/server-store" --apply "$WORK/server-night2.bundle"
 }
+
+@test "a full-bundle request in the inbox (after a gap) comes back to OUTBOX/requests/" {
+  mk_bundles web1 1 1 1000
+  mkdir -p "$INBOX/.requests" "$(inbox_of https)/.requests"
+  printf 'planb-request 1\nhost=web1\nrequest=full-bundle\n' >"$INBOX/.requests/web1.full-bundle-needed"
+  run -0 --separate-stderr ship file --json
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["full_bundle_requested"] == ["web1"], d' "$output"
+  grep -q '^request=full-bundle$' "$OUTBOX/requests/web1.full-bundle-needed"
+  # Known from sent/ even when nothing is waiting; over https too.
+  rm -r "$OUTBOX/requests"
+  cp "$INBOX/.requests/web1.full-bundle-needed" "$(inbox_of https)/.requests/"
+  run -0 ship https
+  assert_output --partial "the server asks for a full bundle of web1"
+  [ -f "$OUTBOX/requests/web1.full-bundle-needed" ]
+  # No request, no marker.
+  rm -r "$OUTBOX/requests"
+  run -0 --separate-stderr ship sftp --json
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["full_bundle_requested"] == [], d' "$output"
+  [ ! -e "$OUTBOX/requests" ]
+}

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fsutil.hpp"
+#include "hash_file.hpp"
 #include "transport.hpp"
 
 namespace planb {
@@ -78,19 +79,7 @@ class FileTransport : public Transport {
     return {};
   }
 
-  Result<Hash> hash_of(const std::string& name) override {
-    std::string p = path(name);
-    Fd in(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!in.valid()) return io_error("failed to open " + p, errno);
-    Hasher h;
-    std::vector<char> buf(1 << 20);
-    for (;;) {
-      PB_ASSIGN(size_t n, read_full(in.get(), buf.data(), buf.size(), p));
-      if (n == 0) break;
-      h.update(buf.data(), n);
-    }
-    return h.final();
-  }
+  Result<Hash> hash_of(const std::string& name) override { return hash_file(path(name)); }
 
   Status rename(const std::string& from, const std::string& to) override {
     // RENAME_NOREPLACE: a bundle already in the inbox is never replaced.

@@ -17,6 +17,7 @@ static const char* kStages[][2] = {
     {"assemble", "server: verify, open and apply the inbox's bundles into the store; catalog them"},
     {"convert", "server: build a bootable qcow2 of a snapshot (P2V overlays, --explain)"},
     {"boot-test", "boot an image in qemu (no route out) and run the host's CMDB checks"},
+    {"promote", "server: make a boot-tested image the host's good one, or open a ticket; --list"},
 };
 
 static void usage(FILE* f) {

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   app.add_option("--size", c.size_mib, "File system size in MiB (default: the tree + headroom)");
   app.add_flag("--explain", o.explain, "List what each overlay changed (file, action, before -> after) and which were skipped");
   app.add_flag("--json", o.json, "Print the explain document (as saved in explain.json) as JSON");
+  app.add_flag("--compress", c.compress, "zstd-compressed qcow2 (sample server: 3x smaller, +4 s)");
   app.add_flag("--force", c.force, "Replace an existing image of the same snapshot");
   app.add_flag("--keep-work", c.keep_work, "Keep the staging tree and raw disk (debugging)");
   app.footer(

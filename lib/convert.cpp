@@ -510,7 +510,10 @@ Result<ConvertResult> convert_snapshot(const ConvertOptions& opt) {
   // 7. qcow2, made durable, then renamed into place (with explain.json first).
   t = Clock::now();
   std::string tmp_img = work + "/disk.qcow2";
-  PB_TRY(run_tool({"qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, tmp_img}, "write the qcow2 image", err));
+  std::vector<std::string> qargs = {"qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2"};
+  if (opt.compress) qargs.insert(qargs.end(), {"-c", "-o", "compression_type=zstd"});
+  qargs.insert(qargs.end(), {raw, tmp_img});
+  PB_TRY(run_tool(qargs, "write the qcow2 image", err));
   PB_TRY(fsync_path(tmp_img));
   struct stat st;
   if (::stat(tmp_img.c_str(), &st) == 0) res.image_bytes = uint64_t(st.st_size);

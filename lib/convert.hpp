@@ -20,7 +20,8 @@ struct ConvertOptions {
   std::string output;                 // "" = SERVER/images/HOST/SEQ/disk.qcow2
   std::vector<std::string> overlay_dirs;  // built-in first, then customer ones
   bool force = false;                 // replace an existing image
-  bool keep_work = false;             // keep the staging tree (debugging)
+  bool keep_work = false;
+  bool compress = false;              // zstd-compressed qcow2 clusters             // keep the staging tree (debugging)
   bool progress = true;
   std::string scratch;                // staging tree + raw disk: "" = /dev/shm when it fits,
                                       // "-" = beside the output, else this directory

@@ -76,6 +76,8 @@ report() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(ev
 
 @test "every bundle was delivered once and assembled; nothing is left in transit" {
   assert_equal "$(ls "$S/inbox/done" | wc -l)" 3
-  assert_equal "$(ls -A "$S/inbox" | grep -v -E '^(done|refused)$' | wc -l)" 0
+  assert_equal "$(ls -A "$S/inbox" | grep -v -E '^(done|refused|\.requests)$' | wc -l)" 0
+  # No full bundle was asked for: every night's parent was the server's head.
+  assert_equal "$(ls -A "$S/inbox/.requests" 2>/dev/null | wc -l)" 0
   assert_equal "$(ls "$DEMO/appliance/outbox/sent" | wc -l)" 3
 }

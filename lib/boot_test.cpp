@@ -673,7 +673,17 @@ Result<BootTestResult> boot_test(const BootTestOptions& o) {
   if (!o.dry_run) {
     PB_ASSIGN(Hash h, hash_file(image));
     image_hash = h.hex();
-    ProcResult q = run_process({"qemu-img", "create", "-q", "-f", "qcow2", "-b", image, "-F", "qcow2", overlay}, {}, "", 120);
+    // qcow2 (what planb-convert writes) or a raw disk (a physical machine's image as it is),
+    // told by the qcow2 magic, never by qemu's probing.
+    std::string backing_format = "raw";
+    {
+      Fd f(::open(image.c_str(), O_RDONLY | O_CLOEXEC));
+      char magic[4] = {};
+      if (f.valid() && ::pread(f.get(), magic, 4, 0) == 4 && std::memcmp(magic, "QFI\xfb", 4) == 0)
+        backing_format = "qcow2";
+    }
+    ProcResult q =
+        run_process({"qemu-img", "create", "-q", "-f", "qcow2", "-b", image, "-F", backing_format, overlay}, {}, "", 120);
     if (!q.started || q.status != 0)
       return fail("failed to create the overlay " + overlay + ": qemu-img: " + one_line(q.output.empty() ? "failed to run" : q.output));
   }

@@ -90,11 +90,13 @@ assert_no_leftovers() {
   [ -s "$SERVER/keys/test-agent" ] && [ -s "$SERVER/keys/test-agent.pub" ]
   # Before: the physical machine's disk as it is (MODULES=dep initramfs without virtio, fstab by
   # UUIDs of its own disks, static IP on enp3s0) never comes up.
-  # (planb-boot-test takes qcow2 images: a qcow2 view of the raw disk, never writing it.)
-  qemu-img create -q -f qcow2 -b "$SAMPLE/physical.img" -F raw "$WORK/physical.qcow2"
-  run planb-boot-test --server "$SERVER" --host web1 --image "$WORK/physical.qcow2" --sequence 1 \
+  # (planb-boot-test boots the raw disk through its own copy-on-write overlay, never writing it.)
+  local before_hash
+  before_hash=$(sha256sum "$SAMPLE/physical.img")
+  run planb-boot-test --server "$SERVER" --host web1 --image "$SAMPLE/physical.img" --sequence 1 \
     --timeout 60 --report-dir "$WORK/before"
   [ "$status" -eq 12 ] || { echo "$output"; fail "the unconverted disk was expected to fail to come up (exit 12), got $status"; }
+  assert_equal "$(sha256sum "$SAMPLE/physical.img")" "$before_hash"
 
   # After: the converted image.
   run planb-boot-test --server "$SERVER" --host web1 --timeout 400 --report-dir "$WORK/after"

@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -365,12 +366,15 @@ Result<std::vector<HostOverview>> list_hosts(const ServerLayout& s) {
       if (e->d_name[0] != '.') hosts.push_back(e->d_name);
     ::closedir(d);
   }
-  std::optional<Catalog> cat;
+  // One catalog query gives every host it knows and their open tickets.
+  std::map<std::string, std::vector<TicketRow>> tickets;
   if (path_exists(s.catalog())) {
-    PB_ASSIGN(Catalog c, Catalog::open(s.catalog()));
-    PB_ASSIGN(auto all, c.list_hosts_status());
-    for (const auto& h : all) hosts.push_back(h.host);
-    cat.emplace(std::move(c));
+    PB_ASSIGN(Catalog cat, Catalog::open(s.catalog()));
+    PB_ASSIGN(auto all, cat.list_hosts_status());
+    for (auto& h : all) {
+      hosts.push_back(h.host);
+      tickets[h.host] = std::move(h.open_tickets);
+    }
   }
   std::sort(hosts.begin(), hosts.end());
   hosts.erase(std::unique(hosts.begin(), hosts.end()), hosts.end());
@@ -389,11 +393,7 @@ Result<std::vector<HostOverview>> list_hosts(const ServerLayout& s) {
       auto r = read_boot_report(s.report_dir(h, *o.candidate));
       if (r.ok()) o.last_test_passed = r->passed;
     }
-    if (cat) {
-      PB_ASSIGN(auto ts, cat->open_tickets(h));
-      for (const auto& t : ts)
-        o.tickets.push_back("#" + std::to_string(t.id) + " " + t.kind + " " + std::to_string(t.sequence) + ": " + t.summary);
-    }
+    if (auto it = tickets.find(h); it != tickets.end()) o.tickets = std::move(it->second);
     out.push_back(std::move(o));
   }
   return out;

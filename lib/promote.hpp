@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "catalog.hpp"
 #include "result.hpp"
 #include "server_layout.hpp"
 
@@ -67,7 +68,7 @@ struct HostOverview {
   std::optional<uint64_t> latest, candidate;  // store refs
   std::optional<GoodRef> good;
   std::optional<bool> last_test_passed;       // of the candidate's report, when there is one
-  std::vector<std::string> tickets;           // "#id kind seq: summary"
+  std::vector<TicketRow> tickets;             // open ones
 };
 Result<std::vector<HostOverview>> list_hosts(const ServerLayout& s);
 

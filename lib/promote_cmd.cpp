@@ -1,5 +1,6 @@
 #include "promote_cmd.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 
@@ -24,6 +25,14 @@ static std::string str_array(const std::vector<std::string>& v) {
   return out + "]";
 }
 
+// "#id kind seq: summary", one line per ticket.
+static std::vector<std::string> ticket_lines(const std::vector<TicketRow>& ts) {
+  std::vector<std::string> out;
+  for (const auto& t : ts)
+    out.push_back("#" + std::to_string(t.id) + " " + t.kind + " " + std::to_string(t.sequence) + ": " + t.summary);
+  return out;
+}
+
 static Status list_main(const ServerLayout& s, bool json) {
   PB_ASSIGN(auto hosts, list_hosts(s));
   if (json) {
@@ -37,7 +46,7 @@ static Status list_main(const ServerLayout& s, bool json) {
       j.add_raw("good", good_json(h.good));
       if (h.last_test_passed) j.add("candidate_test_passed", *h.last_test_passed);
       else j.add_raw("candidate_test_passed", "null");
-      j.add_raw("open_tickets", str_array(h.tickets));
+      j.add_raw("open_tickets", str_array(ticket_lines(h.tickets)));
       items += (i ? "," : "") + j.str();
     }
     std::printf("%s]\n", items.c_str());
@@ -60,7 +69,7 @@ static Status list_main(const ServerLayout& s, bool json) {
     }
     std::printf("%-16s %8s %10s %-28s %zu open\n", h.host.c_str(), h.latest ? std::to_string(*h.latest).c_str() : "-",
                 cand.c_str(), good.c_str(), h.tickets.size());
-    for (const auto& t : h.tickets) std::printf("    %s\n", t.c_str());
+    for (const auto& t : ticket_lines(h.tickets)) std::printf("    %s\n", t.c_str());
   }
   return {};
 }
@@ -72,9 +81,9 @@ static Status pending_main(const ServerLayout& s) {
     if (!h.candidate) continue;
     if (h.good && h.good->sequence >= *h.candidate) continue;
     if (h.last_test_passed && !*h.last_test_passed) {
-      bool ticketed = false;
-      for (const auto& t : h.tickets)
-        if (t.find(" boot_test_failed " + std::to_string(*h.candidate) + ":") != std::string::npos) ticketed = true;
+      bool ticketed = std::any_of(h.tickets.begin(), h.tickets.end(), [&](const TicketRow& t) {
+        return t.kind == kTicketBootTestFailed && t.sequence == *h.candidate;
+      });
       if (ticketed) continue;
     }
     std::printf("%s %llu\n", h.host.c_str(), static_cast<unsigned long long>(*h.candidate));

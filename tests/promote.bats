@@ -87,8 +87,13 @@ good_seq() { sed -n 's/^sequence=//p' "$SERVER/repository/web1/good"; }
   run -0 planb-promote --list
   assert_output --regexp "web1 +2 +2 FAIL +1 \("
   assert_output --partial "#1 boot_test_failed 2"
+  # A failed, ticketed candidate is decided: not pending; a new candidate is.
+  run -0 planb-promote --pending
+  assert_output ""
   # The next good night closes the ticket.
   night 3
+  run -0 planb-promote --pending
+  assert_output "web1 3"
   report 3 true
   run -0 planb-promote --host web1
   run -0 planb-promote --list --json

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <map>
 
+#include "catalog_stmt.hpp"
 #include "json.hpp"
 
 namespace planb {
@@ -65,70 +66,48 @@ CREATE TABLE tickets (
 );
 CREATE INDEX tickets_host ON tickets (host, status);
 )SQL",
+    // 1 -> 2: invocation (planb-invoke, lib/invoke_auth.hpp): requests and
+    // their use, the enrolled executive sets, the hash-chained audit log.
+    R"SQL(
+CREATE TABLE invocations (
+  id          TEXT    PRIMARY KEY CHECK (length(id) = 32),
+  kind        TEXT    NOT NULL CHECK (kind IN ('invocation', 'executives')),
+  customer    TEXT    NOT NULL,
+  mode        TEXT    NOT NULL DEFAULT '',
+  request_hash TEXT   NOT NULL,
+  requested_at INTEGER NOT NULL,
+  state       TEXT    NOT NULL DEFAULT 'requested' CHECK (state IN ('requested', 'used')),
+  used_at     INTEGER,
+  approvers   TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(approvers))
+);
+CREATE TABLE executive_sets (
+  customer    TEXT    NOT NULL,
+  version     INTEGER NOT NULL,
+  quorum      INTEGER NOT NULL CHECK (quorum >= 1),
+  executives  TEXT    NOT NULL CHECK (json_valid(executives)),
+  digest      TEXT    NOT NULL,
+  enrolled_at INTEGER NOT NULL,
+  request     TEXT    NOT NULL DEFAULT '',
+  PRIMARY KEY (customer, version)
+);
+CREATE TABLE audit_log (
+  seq         INTEGER PRIMARY KEY,
+  time        INTEGER NOT NULL,
+  invocation  TEXT    NOT NULL DEFAULT '',
+  event       TEXT    NOT NULL,
+  actor       TEXT    NOT NULL,
+  detail      TEXT    NOT NULL DEFAULT '{}',
+  prev_hash   TEXT    NOT NULL,
+  hash        TEXT    NOT NULL
+);
+CREATE INDEX audit_log_invocation ON audit_log (invocation, seq);
+CREATE TRIGGER audit_log_append_only_update BEFORE UPDATE ON audit_log
+  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER audit_log_append_only_delete BEFORE DELETE ON audit_log
+  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+)SQL",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == kCatalogVersion);
-
-std::string db_error(sqlite3* db) { return db ? sqlite3_errmsg(db) : "out of memory"; }
-
-int code_of(sqlite3* db) {
-  int e = db ? sqlite3_errcode(db) : SQLITE_NOMEM;
-  if (e == SQLITE_BUSY || e == SQLITE_LOCKED) return kExitLocked;
-  if (e == SQLITE_CORRUPT || e == SQLITE_NOTADB) return kExitCorrupt;
-  return kExitFailure;
-}
-
-// A prepared statement with positional binding.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK) s_ = nullptr;
-  }
-  ~Stmt() { sqlite3_finalize(s_); }
-  bool ok() const { return s_ != nullptr; }
-  Stmt& bind(const std::string& v) {
-    sqlite3_bind_text(s_, ++n_, v.data(), int(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& bind(const char* v) { return bind(std::string(v)); }
-  Stmt& bind(int64_t v) {
-    sqlite3_bind_int64(s_, ++n_, v);
-    return *this;
-  }
-  Stmt& bind(uint64_t v) { return bind(int64_t(v)); }
-  Stmt& bind(int v) { return bind(int64_t(v)); }
-  Stmt& bind(double v) {
-    sqlite3_bind_double(s_, ++n_, v);
-    return *this;
-  }
-  Stmt& bind_null() {
-    sqlite3_bind_null(s_, ++n_);
-    return *this;
-  }
-  // SQLITE_ROW → true, SQLITE_DONE → false.
-  Result<bool> step(const std::string& what) {
-    if (!s_) return make_error(code_of(db_), "failed to " + what + ": " + db_error(db_));
-    int rc = sqlite3_step(s_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    return make_error(code_of(db_), "failed to " + what + ": " + db_error(db_));
-  }
-  Status run(const std::string& what) {
-    PB_ASSIGN(bool row, step(what));
-    (void)row;
-    return {};
-  }
-  std::string text(int i) const {
-    auto p = sqlite3_column_text(s_, i);
-    return p ? std::string(reinterpret_cast<const char*>(p), size_t(sqlite3_column_bytes(s_, i))) : "";
-  }
-  int64_t i64(int i) const { return sqlite3_column_int64(s_, i); }
-  double real(int i) const { return sqlite3_column_double(s_, i); }
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* s_ = nullptr;
-  int n_ = 0;
-};
 
 int64_t or_now(int64_t t) { return t ? t : catalog_now(); }
 

@@ -20,7 +20,7 @@ struct sqlite3;
 
 namespace planb {
 
-inline constexpr int kCatalogVersion = 1;
+inline constexpr int kCatalogVersion = 2;
 
 // Ticket kinds written by planb-assemble (others may add their own).
 inline constexpr const char* kTicketReplay = "replay";                     // sequence not after the head

@@ -29,13 +29,13 @@ std::string pragma(Catalog& c, const char* sql) {
 
 }  // namespace
 
-TEST(Catalog, CreatesSchemaVersion1InWalModeWithForeignKeys) {
+TEST(Catalog, CreatesTheCurrentSchemaVersionInWalModeWithForeignKeys) {
   TempDir d;
   auto c = open_cat(d.path + "/catalog.db");
-  EXPECT_EQ(c.schema_version(), 1);
+  EXPECT_EQ(c.schema_version(), kCatalogVersion);
   EXPECT_EQ(pragma(c, "PRAGMA journal_mode"), "wal");
   EXPECT_EQ(pragma(c, "PRAGMA foreign_keys"), "1");
-  EXPECT_EQ(pragma(c, "SELECT version FROM schema_version"), "1");
+  EXPECT_EQ(pragma(c, "SELECT version FROM schema_version"), std::to_string(kCatalogVersion));
   // Re-opening does not migrate again.
   auto c2 = open_cat(d.path + "/catalog.db");
   EXPECT_EQ(pragma(c2, "SELECT count(*) FROM schema_version"), "1");

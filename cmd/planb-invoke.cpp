@@ -10,6 +10,7 @@
 #include "dns_redirect.hpp"
 // ---- includes: vpn
 // ---- includes: failback
+#include "failback.hpp"
 // ---- includes: orchestrator (plan, start, status, stop, drill, report)
 
 int main(int argc, char** argv) {
@@ -36,6 +37,38 @@ int main(int argc, char** argv) {
   }
   // ---- vpn
   // ---- failback
+  planb::FailbackCmdOptions fb_o;
+  {
+    auto* c = app.add_subcommand("failback", "Bring the data changed on a rescue VM back to the new hardware: a bulk pass while it runs, then a short final pass (--final, or both with --cutover)");
+    c->add_option("host", fb_o.fb.host, "CMDB host name of the rescue VM")->required();
+    c->add_option("--to", fb_o.fb.to, "Target: DIR (the new hardware's root, mounted here) or ssh://user@host[:port]/path (planb-invoke failback-receive runs there)")->required();
+    c->add_option("--invocation", fb_o.fb.invocation, "Invocation id (default: the newest one that has HOST)");
+    c->add_option("--server", fb_o.fb.server, "Server directory (default $PLANB_SERVER or /var/lib/planb-server)");
+    auto* f = c->add_flag("--final", fb_o.fb.final_pass, "Final pass: stop the VM (ACPI power-off, then QMP quit) and send what changed since the last pass");
+    auto* cu = c->add_flag("--cutover", fb_o.fb.cutover, "A bulk pass while the VM runs, then the final pass");
+    f->excludes(cu);
+    c->add_flag("--force", fb_o.fb.force, "Replace paths whose content on the target differs from the image the VM started from");
+    c->add_option("--exclude", fb_o.fb.excludes, "Pattern never failed back (capture syntax; repeatable), on top of the runtime noise list");
+    c->add_flag("!--no-default-excludes", fb_o.fb.default_excludes, "Fail back the runtime noise too (/var/log/journal, /var/cache, ...)");
+    c->add_option("--grace", fb_o.fb.grace_s, "Final pass: seconds to wait for the ACPI power-off before QMP quit (default 120)")->check(CLI::Range(0, 3600));
+    c->add_option("--identity", fb_o.fb.identity, "ssh target: private key file (ssh -i)");
+    c->add_option("--known-hosts", fb_o.fb.known_hosts, "ssh target: known_hosts file (host keys are always checked)");
+    c->add_option("--remote-command", fb_o.fb.remote_command, "ssh target: the target's planb-invoke (default planb-invoke)");
+    c->add_flag("--json", fb_o.json, "Print each pass (files, bytes, seconds, downtime) as JSON");
+    // TODO(lead): audit events: fb_o.fb.audit = [](inv, event, detail) { return planb::audit_append(
+    //   planb::ServerLayout::at(fb_o.fb.server), inv, event, planb::audit_actor(), detail); } once
+    //   lib/invoke_auth's audit_append is implemented (events: failback.stop-vm, failback.pass).
+    c->callback([&] { run = [&] { return planb::failback_main(fb_o); }; });
+  }
+  planb::FailbackReceiveCmdOptions fbr_o;
+  {
+    auto* c = app.add_subcommand("failback-receive", "Target side of failback (run by failback over ssh): read a failback stream on stdin, check or apply it to DIR");
+    c->add_option("dir", fbr_o.dir, "The target's root directory")->required();
+    c->add_option("--work", fbr_o.work, "Work directory (default /var/tmp/planb-failback-receive-PID; removed at the end)");
+    c->add_flag("--force", fbr_o.force, "Replace paths whose content differs from the base");
+    c->add_flag("--json", fbr_o.json, "Print the result as JSON");
+    c->callback([&] { run = [&] { return planb::failback_receive_main(fbr_o); }; });
+  }
   // ---- orchestrator (plan, start, status, stop, drill, report)
 
   app.footer(planb::exit_codes_help(

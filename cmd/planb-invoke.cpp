@@ -9,6 +9,7 @@
 // ---- includes: dns
 #include "dns_redirect.hpp"
 // ---- includes: vpn
+#include "vpn_cmd.hpp"
 // ---- includes: failback
 #include "failback.hpp"
 // ---- includes: orchestrator (plan, start, status, stop, drill, report)
@@ -36,6 +37,23 @@ int main(int argc, char** argv) {
     c->callback([&] { run = [&] { return planb::invoke_dns_main(dns_o); }; });
   }
   // ---- vpn
+  planb::VpnCmdOptions vpn_o;
+  {
+    auto* c = app.add_subcommand("vpn", "WireGuard access to the rescue network: list the peers' configuration files, print one (or its QR code); --configure, --up, --down");
+    c->add_option("id", vpn_o.id, "Invocation id")->required();
+    c->add_option("--server", vpn_o.server, "Server directory (default $PLANB_SERVER or /var/lib/planb-server)");
+    c->add_option("--peer", vpn_o.peer, "Print this peer's configuration (wg-quick format; it holds the peer's private key)");
+    c->add_flag("--qr", vpn_o.qr, "With --peer: print its QR code as text (qrencode -t ansiutf8) for a phone's WireGuard app");
+    c->add_flag("--json", vpn_o.json, "Print the VPN setup (or the peer) as JSON");
+    c->add_flag("--configure", vpn_o.configure, "(Re)write keys and files from the CMDB first (existing keys are kept)");
+    c->add_option("--cmdb", vpn_o.cmdb, "With --configure: CMDB file or directory (default SERVER/cmdb)");
+    c->add_option("--customer", vpn_o.customer, "With --configure: customer (default: the invocation's, or the CMDB's only one)");
+    c->add_option("--rescue-network", vpn_o.rescue, "With --configure: rescue network CIDR (default: the invocation's, or the CMDB's)");
+    c->add_flag("--up", vpn_o.up, "Start the platform end (wireguard-go) in the rescue namespace (re-applies the configuration if running)");
+    c->add_flag("--down", vpn_o.down, "Stop the platform end (no error if it is not running)");
+    c->add_option("--netns", vpn_o.netns, "With --up: rescue network namespace (default: the invocation's, or planb-<first 8 of id>)");
+    c->callback([&] { run = [&] { return planb::vpn_main(vpn_o); }; });
+  }
   // ---- failback
   planb::FailbackCmdOptions fb_o;
   {

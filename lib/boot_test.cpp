@@ -26,6 +26,7 @@
 #include <sstream>
 
 #include "catalog.hpp"
+#include "checks.hpp"
 #include "cli.hpp"
 #include "fsutil.hpp"
 #include "hash_file.hpp"
@@ -99,104 +100,6 @@ Result<int> free_port() {
   socklen_t len = sizeof a;
   ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len);
   return int(ntohs(a.sin_port));
-}
-
-// Connects to 127.0.0.1:port within timeout_ms; returns the socket or an error text.
-std::variant<Fd, std::string> connect_local(int port, int timeout_ms) {
-  Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!s.valid()) return "socket: " + errstr(errno);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(uint16_t(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    if (errno != EINPROGRESS) return "connect: " + errstr(errno);
-    pollfd p{s.get(), POLLOUT, 0};
-    int r = ::poll(&p, 1, timeout_ms);
-    if (r <= 0) return std::string("connect: timed out");
-    int err = 0;
-    socklen_t l = sizeof err;
-    ::getsockopt(s.get(), SOL_SOCKET, SO_ERROR, &err, &l);
-    if (err) return "connect: " + errstr(err);
-  }
-  return s;
-}
-
-// ---- A child process (ssh, script) with a time limit and captured output.
-struct ProcResult {
-  bool started = false;
-  bool timed_out = false;
-  int status = -1;  // exit status, or 128+signal
-  std::string output;
-};
-
-ProcResult run_process(const std::vector<std::string>& argv, const std::vector<std::string>& env_add,
-                       const std::string& cwd, int timeout_s) {
-  ProcResult r;
-  int pfd[2];
-  if (::pipe2(pfd, O_CLOEXEC) != 0) {
-    r.output = "pipe: " + errstr(errno);
-    return r;
-  }
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    r.output = "fork: " + errstr(errno);
-    ::close(pfd[0]);
-    ::close(pfd[1]);
-    return r;
-  }
-  if (pid == 0) {
-    ::setpgid(0, 0);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int devnull = ::open("/dev/null", O_RDONLY);
-    ::dup2(devnull, 0);
-    ::dup2(pfd[1], 1);
-    ::dup2(pfd[1], 2);
-    for (const auto& e : env_add) ::putenv(const_cast<char*>(e.c_str()));
-    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) _exit(126);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
-    _exit(127);
-  }
-  ::setpgid(pid, pid);
-  ::close(pfd[1]);
-  r.started = true;
-  auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
-  char buf[4096];
-  bool eof = false;
-  while (!eof) {
-    int left = int(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
-    if (left <= 0 || g_signal) {
-      r.timed_out = left <= 0;
-      break;
-    }
-    pollfd p{pfd[0], POLLIN, 0};
-    int pr = ::poll(&p, 1, std::min(left, 200));
-    if (pr > 0) {
-      ssize_t n = ::read(pfd[0], buf, sizeof buf);
-      if (n <= 0) eof = true;
-      else if (r.output.size() < 65536) r.output.append(buf, size_t(n));
-    }
-  }
-  ::close(pfd[0]);
-  if (!eof) ::kill(-pid, SIGKILL);
-  int st = 0;
-  // The output closed: the child is exiting; wait for it within the limit too.
-  while (::waitpid(pid, &st, eof ? WNOHANG : 0) == 0) {
-    if (Clock::now() > deadline || g_signal) {
-      r.timed_out = !g_signal;
-      ::kill(-pid, SIGKILL);
-      ::waitpid(pid, &st, 0);
-      break;
-    }
-    sleep_ms(20);
-  }
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-  if (r.timed_out) r.status = -1;
-  return r;
 }
 
 // ---- QMP: one line-delimited JSON exchange at a time.
@@ -323,180 +226,6 @@ struct Vm {
   }
   ~Vm() { stop(); }
 };
-
-// ---- The checks.
-struct Forward {
-  int guest = 0;
-  int host = 0;
-};
-
-struct Ctx {
-  const CmdbHost* host = nullptr;
-  std::map<int, int> fwd;  // guest port -> host port
-  std::string key;         // SERVER/keys/test-agent
-  std::string report_dir, image;
-  Vm* vm = nullptr;
-};
-
-struct Attempt {
-  bool passed = false;
-  std::string detail;
-};
-
-// Seconds left before the time limit: no attempt runs past it.
-int g_remaining_s = 1 << 20;
-
-int attempt_timeout(const CmdbCheck& c, int dflt) {
-  return std::max(1, std::min(c.timeout > 0 ? c.timeout : dflt, g_remaining_s));
-}
-
-// tcp: slirp accepts the host-side connection at once, whatever the guest
-// does; "info usernet" tells whether the guest answered (ESTABLISHED) or not
-// yet (SYN_SENT); a refused port closes the host-side connection.
-Attempt check_tcp(Ctx& cx, const CmdbCheck& c) {
-  int hp = cx.fwd.at(c.port);
-  auto s = connect_local(hp, 2000);
-  if (auto* e = std::get_if<std::string>(&s)) return {false, *e};
-  Fd fd = std::move(std::get<Fd>(s));
-  auto deadline = Clock::now() + std::chrono::seconds(attempt_timeout(c, 5));
-  std::string last = "no answer from the guest";
-  while (Clock::now() < deadline && !g_signal) {
-    pollfd p{fd.get(), POLLIN, 0};
-    if (::poll(&p, 1, 250) > 0) {
-      char b[256];
-      ssize_t n = ::recv(fd.get(), b, sizeof b, 0);
-      if (n > 0) return {true, "port " + std::to_string(c.port) + " open (data received)"};
-      return {false, "port " + std::to_string(c.port) + " closed (connection closed by the guest)"};
-    }
-    auto text = cx.vm->qmp.hmp("info usernet", 2000);
-    if (!text.ok()) return {false, text.error().message};
-    std::istringstream in(*text);
-    std::string l;
-    bool pending = false, established = false;
-    while (std::getline(in, l)) {
-      std::istringstream f(l);
-      std::string proto, fdn, saddr, sport;
-      f >> proto >> fdn >> saddr >> sport;
-      if (sport != std::to_string(hp)) continue;
-      if (proto == "TCP[ESTABLISHED]") established = true;
-      if (proto == "TCP[SYN_SENT]") pending = true;
-    }
-    if (established) return {true, "port " + std::to_string(c.port) + " open"};
-    last = pending ? "no answer from the guest yet (SYN sent)" : "no connection";
-  }
-  return {false, "port " + std::to_string(c.port) + ": " + last};
-}
-
-Attempt check_http(Ctx& cx, const CmdbCheck& c) {
-  int hp = cx.fwd.at(c.port);
-  auto s = connect_local(hp, 2000);
-  if (auto* e = std::get_if<std::string>(&s)) return {false, *e};
-  Fd fd = std::move(std::get<Fd>(s));
-  std::string req = "GET " + c.path + " HTTP/1.0\r\nHost: 127.0.0.1\r\nUser-Agent: planb-boot-test\r\nConnection: close\r\n\r\n";
-  if (::send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL) != ssize_t(req.size()))
-    return {false, "send: " + errstr(errno)};
-  auto deadline = Clock::now() + std::chrono::seconds(attempt_timeout(c, 10));
-  std::string resp;
-  while (resp.size() < (4u << 20)) {
-    int left = int(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
-    if (left <= 0 || g_signal) return {false, "no complete response within " + std::to_string(attempt_timeout(c, 10)) + " s"};
-    pollfd p{fd.get(), POLLIN, 0};
-    if (::poll(&p, 1, std::min(left, 250)) <= 0) continue;
-    char b[8192];
-    ssize_t n = ::recv(fd.get(), b, sizeof b, 0);
-    if (n < 0) return {false, "receive: " + errstr(errno)};
-    if (n == 0) break;
-    resp.append(b, size_t(n));
-  }
-  if (resp.empty()) return {false, "connection closed without a response"};
-  size_t eol = resp.find("\r\n");
-  std::string status_line = resp.substr(0, eol);
-  int code = 0;
-  if (std::sscanf(status_line.c_str(), "HTTP/%*d.%*d %d", &code) != 1)
-    return {false, "not an HTTP response: " + one_line(status_line, 80)};
-  size_t hdr_end = resp.find("\r\n\r\n");
-  std::string body = hdr_end == std::string::npos ? "" : resp.substr(hdr_end + 4);
-  if (code != c.status)
-    return {false, "status " + std::to_string(code) + ", expected " + std::to_string(c.status)};
-  if (!c.body.empty() && body.find(c.body) == std::string::npos)
-    return {false, "status " + std::to_string(code) + " but the body lacks '" + c.body + "' (body: " +
-                       one_line(body, 120) + ")"};
-  return {true, "status " + std::to_string(code) + (c.body.empty() ? "" : ", body has '" + c.body + "'")};
-}
-
-std::vector<std::string> ssh_argv(const Ctx& cx, const std::string& command) {
-  return {"ssh", "-F", "/dev/null", "-i", cx.key, "-p", std::to_string(cx.fwd.at(cx.host->ssh_port)),
-          "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-          "-o", "ConnectTimeout=5", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
-          "root@127.0.0.1", "--", command};
-}
-
-Attempt check_ssh(Ctx& cx, const CmdbCheck& c) {
-  ProcResult r = run_process(ssh_argv(cx, c.command), {}, "", attempt_timeout(c, 30));
-  if (!r.started) return {false, r.output};
-  if (r.timed_out) return {false, "ssh: no answer within " + std::to_string(attempt_timeout(c, 30)) + " s"};
-  if (r.status == 255) return {false, "ssh failed: " + one_line(r.output)};
-  if (r.status != 0) return {false, "exit status " + std::to_string(r.status) + (r.output.empty() ? "" : ": " + one_line(r.output))};
-  if (!c.output.empty() && r.output.find(c.output) == std::string::npos)
-    return {false, "output lacks '" + c.output + "': " + one_line(r.output)};
-  return {true, "exit status 0" + (r.output.empty() ? "" : ": " + one_line(r.output, 120))};
-}
-
-Attempt check_systemd(Ctx& cx, const CmdbCheck& c) {
-  ProcResult r = run_process(ssh_argv(cx, "systemctl is-system-running"), {}, "", attempt_timeout(c, 30));
-  if (!r.started) return {false, r.output};
-  if (r.timed_out) return {false, "ssh: no answer within " + std::to_string(attempt_timeout(c, 30)) + " s"};
-  if (r.status == 255) return {false, "ssh failed: " + one_line(r.output)};
-  std::string state = trim(r.output);
-  if (state == "running") return {true, "running"};
-  std::string d = "system is " + (state.empty() ? std::string("(no answer)") : one_line(state, 80));
-  if (state == "degraded" || state == "maintenance") {
-    ProcResult f = run_process(ssh_argv(cx, "systemctl --failed --no-legend --plain"), {}, "", attempt_timeout(c, 30));
-    std::string units;
-    std::istringstream in(f.output);
-    std::string l;
-    while (std::getline(in, l)) {
-      std::istringstream w(l);
-      std::string unit;
-      w >> unit;
-      if (!unit.empty()) units += (units.empty() ? "" : ", ") + unit;
-    }
-    d += "; failed units: " + (units.empty() ? std::string("(none listed)") : units);
-  }
-  return {false, d};
-}
-
-Attempt check_script(Ctx& cx, const CmdbCheck& c) {
-  std::vector<std::string> env = {"PLANB_HOST=" + cx.host->name, "PLANB_GUEST_ADDR=127.0.0.1",
-                                  "PLANB_SSH_KEY=" + cx.key, "PLANB_REPORT_DIR=" + cx.report_dir,
-                                  "PLANB_IMAGE=" + cx.image};
-  for (const auto& [g, h] : cx.fwd) env.push_back("PLANB_GUEST_PORT_" + std::to_string(g) + "=" + std::to_string(h));
-  if (cx.fwd.count(cx.host->ssh_port)) env.push_back("PLANB_GUEST_SSH_PORT=" + std::to_string(cx.fwd.at(cx.host->ssh_port)));
-  if (cx.fwd.count(80)) env.push_back("PLANB_GUEST_HTTP_PORT=" + std::to_string(cx.fwd.at(80)));
-  // Relative paths are relative to the CMDB file's directory.
-  std::string file = c.where.substr(0, c.where.rfind(':'));
-  std::string cwd = dirname_of(file);
-  ProcResult r = run_process({"/bin/sh", "-c", c.run}, env, cwd, attempt_timeout(c, 60));
-  if (!r.started) return {false, r.output};
-  if (r.timed_out) return {false, "no result within " + std::to_string(attempt_timeout(c, 60)) + " s"};
-  if (r.status != 0) return {false, "exit status " + std::to_string(r.status) + (r.output.empty() ? "" : ": " + one_line(r.output))};
-  return {true, "exit status 0" + (r.output.empty() ? "" : ": " + one_line(r.output, 120))};
-}
-
-Attempt run_check(Ctx& cx, const CmdbCheck& c) {
-  switch (c.type) {
-    case CheckType::Tcp: return check_tcp(cx, c);
-    case CheckType::Http: return check_http(cx, c);
-    case CheckType::Ssh: return check_ssh(cx, c);
-    case CheckType::Systemd: return check_systemd(cx, c);
-    case CheckType::Script: return check_script(cx, c);
-  }
-  return {false, "unknown check"};
-}
-
-std::string check_label(const CmdbCheck& c) {
-  return c.name.empty() ? std::string(check_type_name(c.type)) + " " + c.target() : c.name;
-}
 
 bool kvm_usable() {
   int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -629,7 +358,8 @@ Result<BootTestResult> boot_test(const BootTestOptions& o) {
     return make_error(kExitUsage, "failed to boot-test " + o.host + ": --accel must be auto, kvm or tcg");
 
   // Ports: one loopback forward per guest port the checks need.
-  Ctx cx;
+  CheckTarget cx;
+  cx.cancelled = [] { return g_signal != 0; };
   cx.host = host;
   cx.key = key;
   cx.report_dir = report_dir;
@@ -690,17 +420,48 @@ Result<BootTestResult> boot_test(const BootTestOptions& o) {
 
   SignalGuard guard;
   Vm vm;
-  cx.vm = &vm;
+  // tcp over slirp: the host-side connect always succeeds, whatever the guest
+  // does; "info usernet" tells whether the guest answered (ESTABLISHED) or not
+  // yet (SYN_SENT); a refused port closes the host-side connection.
+  cx.tcp_probe = [&vm](const CmdbCheck& c, int hp, int fd, int timeout_s) -> CheckAttempt {
+    auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+    std::string last = "no answer from the guest";
+    while (Clock::now() < deadline && !g_signal) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 250) > 0) {
+        char b[256];
+        ssize_t n = ::recv(fd, b, sizeof b, 0);
+        if (n > 0) return {true, "port " + std::to_string(c.port) + " open (data received)"};
+        return {false, "port " + std::to_string(c.port) + " closed (connection closed by the guest)"};
+      }
+      auto text = vm.qmp.hmp("info usernet", 2000);
+      if (!text.ok()) return {false, text.error().message};
+      std::istringstream in(*text);
+      std::string l;
+      bool pending = false, established = false;
+      while (std::getline(in, l)) {
+        std::istringstream f(l);
+        std::string proto, fdn, saddr, sport;
+        f >> proto >> fdn >> saddr >> sport;
+        if (sport != std::to_string(hp)) continue;
+        if (proto == "TCP[ESTABLISHED]") established = true;
+        if (proto == "TCP[SYN_SENT]") pending = true;
+      }
+      if (established) return {true, "port " + std::to_string(c.port) + " open"};
+      last = pending ? "no answer from the guest yet (SYN sent)" : "no connection";
+    }
+    return {false, "port " + std::to_string(c.port) + ": " + last};
+  };
   std::vector<std::string> argv;
   int64_t started_at = 0;
   Clock::time_point t0;
   // Start qemu; a forward port taken meanwhile by someone else: try again.
   for (int attempt = 0;; attempt++) {
-    cx.fwd.clear();
+    cx.ports.clear();
     std::string netdev = "user,id=net0,restrict=on";
     for (int g : gports) {
       PB_ASSIGN(int hp, free_port());
-      cx.fwd[g] = hp;
+      cx.ports[g] = hp;
       netdev += ",hostfwd=tcp:127.0.0.1:" + std::to_string(hp) + "-:" + std::to_string(g);
     }
     argv = {"qemu-system-x86_64", "-name", "planb-boot-test-" + o.host, "-nodefaults", "-no-user-config",
@@ -779,8 +540,8 @@ Result<BootTestResult> boot_test(const BootTestOptions& o) {
         if (Clock::now() < next[i] || Clock::now() >= deadline) continue;
         tty.show("planb-boot-test: " + o.host + " " + fmt_secs(secs_since(t0)) + "s/" + std::to_string(o.timeout) +
                  "s: waiting for " + check_label(r.check) + " (attempt " + std::to_string(r.attempts + 1) + ")");
-        g_remaining_s = int(std::ceil(std::chrono::duration<double>(deadline - Clock::now()).count()));
-        Attempt a = run_check(cx, r.check);
+        cx.remaining_s = int(std::ceil(std::chrono::duration<double>(deadline - Clock::now()).count()));
+        CheckAttempt a = run_check(cx, r.check);
         r.attempts++;
         r.detail = a.detail;
         next[i] = Clock::now() + std::chrono::seconds(1);
@@ -851,7 +612,7 @@ Result<BootTestResult> boot_test(const BootTestOptions& o) {
     j.add("attempts", r.attempts).add("detail", r.detail).add("cmdb", r.check.where);
     checks_json.push_back(j.str());
   }
-  for (const auto& [g, h] : cx.fwd)
+  for (const auto& [g, h] : cx.ports)
     fwd_json.push_back(JsonObject().add("host", "127.0.0.1:" + std::to_string(h)).add("guest_port", g).str());
   for (const auto& a : argv) argv_json.push_back(json_escape(a));
   JsonObject img;

@@ -11,9 +11,12 @@
 
 #include <toml++/toml.h>
 
+#include "cmdb_reader.hpp"
 #include "fsutil.hpp"
 
 namespace planb {
+
+using namespace cmdb_detail;
 
 std::string_view check_type_name(CheckType t) {
   switch (t) {
@@ -64,72 +67,20 @@ const CmdbHost* Cmdb::find(std::string_view host) const {
   return nullptr;
 }
 
+const CmdbCustomer* Cmdb::customer(std::string_view name) const {
+  for (const auto& c : customers)
+    if (c.name == name) return &c;
+  return nullptr;
+}
+
+std::vector<const CmdbHost*> Cmdb::hosts_of(std::string_view customer) const {
+  std::vector<const CmdbHost*> out;
+  for (const auto& h : hosts)
+    if (h.customer == customer) out.push_back(&h);
+  return out;
+}
+
 namespace {
-
-std::string where_of(const std::string& file, const toml::source_region& r) {
-  return r.begin.line ? file + ":" + std::to_string(r.begin.line) : file;
-}
-
-Error bad(const std::string& where, const std::string& msg) {
-  return make_error(kExitUsage, "failed to read CMDB " + where + ": " + msg);
-}
-
-const char* type_word(toml::node_type t) {
-  switch (t) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a number";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
-    default: return "a date or time";
-  }
-}
-
-// Typed readers: a wrong type is an error naming the key and its line.
-struct Reader {
-  const std::string& file;
-
-  std::string at(const toml::node& n) const { return where_of(file, n.source()); }
-
-  Result<std::string> str(const toml::node& n, std::string_view key) const {
-    if (!n.is_string()) return bad(at(n), "'" + std::string(key) + "' must be a string, not " + type_word(n.type()));
-    return std::string(n.as_string()->get());
-  }
-  Result<int64_t> integer(const toml::node& n, std::string_view key, int64_t lo, int64_t hi) const {
-    if (!n.is_integer()) return bad(at(n), "'" + std::string(key) + "' must be an integer, not " + type_word(n.type()));
-    int64_t v = n.as_integer()->get();
-    if (v < lo || v > hi)
-      return bad(at(n), "'" + std::string(key) + "' = " + std::to_string(v) + " is out of range (" + std::to_string(lo) +
-                            ".." + std::to_string(hi) + ")");
-    return v;
-  }
-  Result<std::vector<std::string>> strings(const toml::node& n, std::string_view key) const {
-    if (!n.is_array()) return bad(at(n), "'" + std::string(key) + "' must be an array of strings, not " + type_word(n.type()));
-    std::vector<std::string> out;
-    for (const auto& e : *n.as_array()) {
-      if (!e.is_string()) return bad(at(e), "'" + std::string(key) + "' must hold strings, not " + type_word(e.type()));
-      out.emplace_back(e.as_string()->get());
-    }
-    return out;
-  }
-  Result<std::vector<int>> ports(const toml::node& n, std::string_view key) const {
-    if (!n.is_array()) return bad(at(n), "'" + std::string(key) + "' must be an array of ports, not " + type_word(n.type()));
-    std::vector<int> out;
-    for (const auto& e : *n.as_array()) {
-      PB_ASSIGN(int64_t p, integer(e, key, 1, 65535));
-      out.push_back(int(p));
-    }
-    return out;
-  }
-};
-
-bool valid_host_name(std::string_view s) {
-  if (s.empty() || s.size() > 253 || s[0] == '.' || s[0] == '-') return false;
-  for (char c : s)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_')) return false;
-  return true;
-}
 
 Result<CmdbCheck> parse_check(const Reader& rd, const toml::table& t, const std::string& host) {
   CmdbCheck c;
@@ -228,6 +179,8 @@ Result<CmdbHost> parse_host(const Reader& rd, const toml::table& t, const std::s
     } else if (key == "ssh_port") {
       PB_ASSIGN(int64_t x, rd.integer(n, key, 1, 65535));
       h.ssh_port = int(x);
+    } else if (key == "address") {
+      PB_ASSIGN(h.address, rd.str(n, key));
     } else if (key == "depends_on") {
       PB_ASSIGN(h.depends_on, rd.strings(n, key));
     } else if (key == "check") {
@@ -262,10 +215,15 @@ Result<Cmdb> parse_cmdb(std::string_view text, const std::string& file) {
   } else {
     return bad(file, "no 'customer' (the first line should be: customer = \"NAME\")");
   }
+  CmdbCustomer cust;
+  cust.name = customer;
+  cust.file = file;
   for (const auto& [k, v] : root) {
     std::string key(k.str());
     const toml::node& n = v;
     if (key == "customer") continue;
+    PB_ASSIGN(bool handled, parse_customer_key(rd, key, n, cust));
+    if (handled) continue;
     if (key == "host") {
       if (!n.is_array_of_tables()) return bad(rd.at(n), "'host' must be [[host]] tables");
       for (const auto& e : *n.as_array()) {
@@ -275,9 +233,13 @@ Result<Cmdb> parse_cmdb(std::string_view text, const std::string& file) {
         db.hosts.push_back(std::move(h));
       }
     } else {
-      return bad(where_of(file, k.source()), "unknown key '" + key + "' (known: customer, host)");
+      return bad(where_of(file, k.source()), "unknown key '" + key + "' (known: customer, rescue, authorisation, dns, vpn, host)");
     }
   }
+  std::vector<CmdbHost*> hosts;
+  for (auto& h : db.hosts) hosts.push_back(&h);
+  PB_TRY(finish_customer(cust, hosts));
+  db.customers.push_back(std::move(cust));
   return db;
 }
 
@@ -336,6 +298,11 @@ Result<Cmdb> load_cmdb(const std::string& path) {
       if (const CmdbHost* prev = all.find(h.name))
         return bad(h.where, "host " + h.name + " is defined twice (first at " + prev->where + ")");
       all.hosts.push_back(std::move(h));
+    }
+    for (auto& c : one.customers) {
+      if (const CmdbCustomer* prev = all.customer(c.name))
+        return bad(f, "customer " + c.name + " is also defined in " + prev->file + " (one file per customer)");
+      all.customers.push_back(std::move(c));
     }
     all.files.push_back(f);
   }

@@ -35,10 +35,7 @@ struct Opts {
 };
 
 Result<std::unique_ptr<RescuePlatform>> platform(const std::string& backend) {
-  if (backend == "libvirt") return make_libvirt_platform();
-  // The qemu backend comes through the factory in lib/rescue_platform.cpp once it exists:
-  // return make_rescue_platform(backend);
-  return make_error(kExitUsage, "failed to select backend: '" + backend + "' is not wired into this driver");
+  return make_rescue_platform(backend);
 }
 
 Status parse_leases(Opts& o) {

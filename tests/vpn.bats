@@ -7,7 +7,8 @@
 #                     192.168.77.0/24), its own wireguard-go with a peer's file
 # The platform's wireguard-go runs in the host namespace (its UDP socket is
 # there) with its interface moved into the rescue namespace. Traffic stays in
-# the namespaces the test creates.
+# the namespaces the test creates. The last test runs on the qemu rescue platform's own
+# network (tests/tools/rescue-platform-driver): dnsmasq answers names through the tunnel.
 
 load 'helpers/common'
 
@@ -70,6 +71,11 @@ teardown() {
   [ -f "$WORK/staff-wg.pid" ] && kill "$(cat "$WORK/staff-wg.pid")" 2>/dev/null
   [ -n "${STAFF_NS:-}" ] && ip netns del "$STAFF_NS" 2>/dev/null
   [ -n "${VETH:-}" ] && ip link del "$VETH" 2>/dev/null
+  if [ -f "$WORK/platform-net" ]; then
+    rescue-platform-driver --backend qemu net-down --id "$(cat "$WORK/platform-net")" --cidr 10.99.0.0/24 \
+      --gateway 10.99.0.1 --domain acme.rescue --run-dir "$(cat "$WORK/platform-run")" >/dev/null 2>&1
+  fi
+  [ -f "$WORK/platform-run" ] && rm -rf "$(cat "$WORK/platform-run")"
   return 0
 }
 
@@ -260,4 +266,33 @@ staff_curl() { ip netns exec "$STAFF_NS" curl -sS -m 5 --retry 3 --retry-all-err
   wg set "$STAFF_IF" private-key <(wg genkey)
   run ip netns exec "$STAFF_NS" curl -sS -m 3 http://10.99.0.11:8080/
   assert_failure
+}
+
+@test "on the qemu rescue platform's own network: default namespace, staff resolve a host's name through the tunnel" {
+  command -v rescue-platform-driver >/dev/null || skip "rescue-platform-driver not built (PLANB_TESTS)"
+  command -v dig >/dev/null || skip "dig not installed (scripts/deps test)"
+  # dnsmasq drops to nobody: its hosts file must be reachable (bats' temp dir is 0700).
+  local rdir net
+  rdir=$(mktemp -d /var/tmp/planb-vpn-rescue.XXXXXX)
+  chmod 755 "$rdir"
+  echo "$rdir" >"$WORK/platform-run"
+  net=(--id "${ID:0:8}" --cidr 10.99.0.0/24 --gateway 10.99.0.1 --domain acme.rescue --run-dir "$rdir"
+       --lease web,52:54:00:00:99:11,10.99.0.11)
+  echo "${ID:0:8}" >"$WORK/platform-net"
+  rescue-platform-driver --backend qemu net-up "${net[@]}"
+  configure >/dev/null
+  # No --netns and no state.json: the platform's name for it, planb-<id8>.
+  run vpn --up
+  assert_success
+  ip -n "planb-${ID:0:8}" link show "$IFACE" >/dev/null
+  start_staff alice-laptop
+  run ip netns exec "$STAFF_NS" dig +time=3 +tries=3 @10.99.0.1 web.acme.rescue
+  output=$(printf "%s\n" "$output" | sed -n "s/^web.acme.rescue.*IN[[:space:]]*A[[:space:]]*//p")
+  assert_success
+  assert_output "10.99.0.11"
+  vpn --down >/dev/null
+  rescue-platform-driver --backend qemu net-down "${net[@]}"
+  rm -f "$WORK/platform-net"
+  rm -rf "$rdir" "$WORK/platform-run"
+  [ ! -e "/run/netns/planb-${ID:0:8}" ]
 }

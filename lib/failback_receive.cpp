@@ -330,7 +330,7 @@ class Reader {
     std::string l;
     for (;;) {
       PB_ASSIGN(int c, get());
-      if (c < 0) return fail("failed to read the failback stream: truncated");
+      if (c < 0) return make_error(kExitCorrupt, "failed to read the failback stream: truncated");
       if (c == '\n') return l;
       if (l.size() > 256) return make_error(kExitCorrupt, "failed to read the failback stream: malformed line");
       l += char(c);
@@ -340,7 +340,7 @@ class Reader {
     while (n > 0) {
       if (pos_ == len_) {
         PB_TRY(fill());
-        if (len_ == 0) return fail("failed to read the failback stream: truncated");
+        if (len_ == 0) return make_error(kExitCorrupt, "failed to read the failback stream: truncated");
       }
       size_t k = size_t(std::min<uint64_t>(n, len_ - pos_));
       PB_TRY(sink(std::string_view(buf_ + pos_, k)));

@@ -71,7 +71,8 @@ umount_overlay() {
     local p
     p=$(cat "$WORK/ov.pid")
     kill "$p" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    # it writes the qcow2 out before it exits: wait for that
+    for _ in $(seq 1 600); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     rm -f "$WORK/ov.pid"
   fi
 }

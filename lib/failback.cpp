@@ -658,6 +658,7 @@ std::string pass_json(const FailbackPass& p) {
       .add("pass", int64_t(p.pass))
       .add("kind", p.kind)
       .add("vm", p.vm)
+      .add("stop", p.stop)
       .add("layer", p.layer)
       .add("snapshot", p.snapshot)
       .add("base_snapshot", p.base_snapshot)

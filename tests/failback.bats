@@ -320,7 +320,7 @@ vm_ssh() {
   run -0 fb --to "$TARGET" --final --json
   echo "$output"
   p=$(json_field passes)
-  assert_equal "$(echo "$p" | python3 -c 'import json,sys; d=json.load(sys.stdin)[0]; print(d["kind"], d["files"], d["stop"] if "stop" in d else d["vm"])')" "final 1 stopped by this pass (powerdown)"
+  assert_equal "$(echo "$p" | python3 -c 'import json,sys; d=json.load(sys.stdin)[0]; print(d["kind"], d["files"], d["stop"], d["downtime_seconds"] > 0)')" "final 1 powerdown True"
   assert_equal "$(cat "$TARGET/data/late")" "late order"
   grep -q '^4,dave$' "$TARGET/data/records"
   ! kill -0 "$pid" 2>/dev/null

@@ -551,7 +551,9 @@ Status vpn_up(const VpnSetup& s, const std::string& netns_arg) {
   if (!path_exists(s.server_conf)) return make_error(kExitNotFound, what + "no " + s.server_conf);
   std::string log = join_path(s.dir, "wireguard-go.log");
 
+  bool started = false;
   if (running_pid(s) == 0) {
+    started = true;
     // A stale socket (a killed daemon) would make wireguard-go refuse to start.
     if (path_exists(uapi_socket(s)) && !socket_answers(uapi_socket(s))) ::unlink(uapi_socket(s).c_str());
     if (link_exists("", s.interface_name))
@@ -593,21 +595,27 @@ Status vpn_up(const VpnSetup& s, const std::string& netns_arg) {
     if (!r.ok()) return r.error();
     return {};
   };
-  PB_TRY(step({"addr", "replace", s.address, "dev", s.interface_name}, "set the address of " + s.interface_name));
-  // wg finds wireguard-go through its socket in /var/run/wireguard, whatever
-  // namespace the interface is in now.
-  PB_TRY(run_tool({"wg", "setconf", s.interface_name, s.server_conf}, "", "configure " + s.interface_name));
-  PB_TRY(step({"link", "set", "dev", s.interface_name, "up"}, "bring up " + s.interface_name));
-  if (!ns.empty()) {
-    // Peers reach the VMs through the namespace: it forwards between the
-    // tunnel and the rescue bridge (the namespace has no other way out).
-    PB_TRY(run_tool({"ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"}, "",
-                    "enable forwarding in namespace " + ns));
-  }
-  for (const auto& p : s.peers)
-    for (const auto& net : p.allowed_ips)
-      PB_TRY(step({"route", "replace", net, "dev", s.interface_name}, "route " + net + " to peer " + p.name));
-  return {};
+  auto apply = [&]() -> Status {
+    PB_TRY(step({"addr", "replace", s.address, "dev", s.interface_name}, "set the address of " + s.interface_name));
+    // wg finds wireguard-go through its socket in /var/run/wireguard, whatever
+    // namespace the interface is in now.
+    PB_TRY(run_tool({"wg", "setconf", s.interface_name, s.server_conf}, "", "configure " + s.interface_name));
+    PB_TRY(step({"link", "set", "dev", s.interface_name, "up"}, "bring up " + s.interface_name));
+    if (!ns.empty()) {
+      // Peers reach the VMs through the namespace: it forwards between the
+      // tunnel and the rescue bridge (the namespace has no other way out).
+      PB_TRY(run_tool({"ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"}, "",
+                      "enable forwarding in namespace " + ns));
+    }
+    for (const auto& p : s.peers)
+      for (const auto& net : p.allowed_ips)
+        PB_TRY(step({"route", "replace", net, "dev", s.interface_name}, "route " + net + " to peer " + p.name));
+    return {};
+  };
+  Status st = apply();
+  // Half set up by this call: nothing is left running.
+  if (!st.ok() && started) (void)vpn_down(s);
+  return st;
 }
 
 Status vpn_down(const VpnSetup& s) {

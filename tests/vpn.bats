@@ -258,6 +258,19 @@ staff_curl() { ip netns exec "$STAFF_NS" curl -sS -m 5 --retry 3 --retry-all-err
   assert_success
 }
 
+@test "vpn --up that fails half-way leaves nothing running" {
+  configure >/dev/null
+  local d=$(VPN_DIR)
+  echo "Bogus = 1" >>"$d/server.conf"
+  run vpn --up --netns "$RESCUE_NS"
+  assert_failure
+  assert_output --partial "failed to configure $IFACE"
+  [ ! -e "$d/wireguard-go.pid" ]
+  run ! ip -n "$RESCUE_NS" link show "$IFACE"
+  run ! ip link show "$IFACE"
+  run ! pgrep -f "wireguard-go -f $IFACE\$"
+}
+
 @test "a peer with the wrong key gets nothing through" {
   configure >/dev/null
   vpn --up --netns "$RESCUE_NS" >/dev/null

@@ -220,8 +220,11 @@ Proc run_proc(const std::vector<std::string>& argv, const std::string& input, in
     return r;
   }
   // The scripts are small (well under a pipe buffer): write all, then close.
+  // A child that exits without reading must not kill us with SIGPIPE.
   size_t off = 0;
-  ::signal(SIGPIPE, SIG_IGN);
+  struct sigaction ign {}, old {};
+  ign.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &ign, &old);
   while (off < input.size()) {
     ssize_t w = ::write(in[1], input.data() + off, input.size() - off);
     if (w < 0 && errno == EINTR) continue;
@@ -229,6 +232,7 @@ Proc run_proc(const std::vector<std::string>& argv, const std::string& input, in
     off += size_t(w);
   }
   ::close(in[1]);
+  ::sigaction(SIGPIPE, &old, nullptr);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
   char buf[4096];
   for (;;) {

@@ -32,33 +32,25 @@ teardown() {
 # five records: A (host), A (host), MX, CNAME, TXT, and an A that does not exist yet.
 write_cmdb() {
   local k1=$1 k2=$2
-  cat >"$SERVER/cmdb/acme.toml" <<EOF
-customer = "acme"
-[rescue]
-network = "10.99.0.0/24"
-[[dns]]
-server = "127.0.0.1"; port = $BIND_PORT; zone = "acme.example."; tsig_key = "$k1"
-name = "www.acme.example."; type = "A"; host = "web"
-[[dns]]
-server = "127.0.0.1"; port = $BIND_PORT; zone = "acme.example."; tsig_key = "$k1"
-name = "mail.acme.example."; type = "A"; host = "mail"; ttl = 30
-[[dns]]
-server = "127.0.0.1"; port = $BIND_PORT; zone = "acme.example."; tsig_key = "$k2"
-name = "acme.example."; type = "MX"; value = "5 mx.acme.rescue."
-[[dns]]
-server = "127.0.0.1"; port = $BIND_PORT; zone = "acme.example."; tsig_key = "$k2"
-name = "shop.acme.example."; type = "CNAME"; value = "web.acme.rescue"
-[[dns]]
-server = "127.0.0.1"; port = $BIND_PORT; zone = "acme.example."; tsig_key = "$k2"
-name = "acme.example."; type = "TXT"; value = "v=spf1 ip4:10.99.0.25 -all"
-[[dns]]
-server = "127.0.0.1"; port = $BIND_PORT; zone = "acme.example."; tsig_key = "$k2"
-name = "status.acme.example."; type = "A"; host = "web"
-[[host]]
-name = "web"; address = "10.99.0.11"
-[[host]]
-name = "mail"; address = "10.99.0.25"
-EOF
+  {
+    printf 'customer = "acme"\n[rescue]\nnetwork = "10.99.0.0/24"\n'
+    dns_record "$k1" www.acme.example. A 'host = "web"'
+    dns_record "$k1" mail.acme.example. A 'host = "mail"' 'ttl = 30'
+    dns_record "$k2" acme.example. MX 'value = "5 mx.acme.rescue."'
+    dns_record "$k2" shop.acme.example. CNAME 'value = "web.acme.rescue"'
+    dns_record "$k2" acme.example. TXT 'value = "v=spf1 ip4:10.99.0.25 -all"'
+    dns_record "$k2" status.acme.example. A 'host = "web"'
+    printf '[[host]]\nname = "web"\naddress = "10.99.0.11"\n[[host]]\nname = "mail"\naddress = "10.99.0.25"\n'
+  } >"$SERVER/cmdb/acme.toml"
+}
+
+# dns_record KEY NAME TYPE LINE...: one [[dns]] table on the test server.
+dns_record() {
+  local key=$1 name=$2 type=$3
+  shift 3
+  printf '[[dns]]\nserver = "127.0.0.1"\nport = %s\nzone = "acme.example."\ntsig_key = "%s"\nname = "%s"\ntype = "%s"\n' \
+    "$BIND_PORT" "$key" "$name" "$type"
+  printf '%s\n' "$@"
 }
 
 # Every record the CMDB names, as the server answers now.

@@ -144,7 +144,7 @@ Status invoke_request_main(const InvokeRequestOptions& o) {
   // Self-check: what we write must read back as itself.
   PB_TRY(InvocationRequest::decode(bytes, "(new request)"));
   std::string dir = invocation_dir(s, r.id);
-  PB_TRY(mkdir_p(dir, 0755));
+  PB_TRY(mkdir_p(dir + "/approvals", 0755));
   PB_TRY(write_file_atomic(dir + "/request", bytes, 0644));
   PB_TRY(record_request(cat, r, bytes, audit_actor()));
   bool to_stdout = o.out.empty() || o.out == "-";

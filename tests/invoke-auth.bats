@@ -379,3 +379,18 @@ approved_drill() {
   assert_failure 5
   assert_output --partial "row 3: sequence 3 where 2 was expected"
 }
+
+@test "refused: two starts of one request at once, only one passes" {
+  enrol
+  id=$(approved_drill alice bob)
+  planb-invoke authorise "$id" --mode drill >"$WORK/one" 2>&1 & p1=$!
+  planb-invoke authorise "$id" --mode drill >"$WORK/two" 2>&1 & p2=$!
+  rc1=0; rc2=0
+  wait "$p1" || rc1=$?
+  wait "$p2" || rc2=$?
+  [ $(( (rc1 == 0) + (rc2 == 0) )) = 1 ]
+  [ $(( rc1 + rc2 )) = 10 ]
+  cat "$WORK/one" "$WORK/two" | grep -q "already used"
+  run planb-invoke audit --invocation "$id" --json
+  [ "$(printf '%s' "$output" | grep -o '"event":"start"' | wc -l)" = 1 ]
+}

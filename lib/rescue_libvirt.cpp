@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "fsutil.hpp"
@@ -401,6 +402,34 @@ Status LibvirtPlatform::stop_vm(const VmHandle& vm, int grace_s) {
 }  // namespace
 
 std::unique_ptr<RescuePlatform> make_libvirt_platform() { return std::make_unique<LibvirtPlatform>(); }
+
+Result<std::string> libvirt_freeze_active_layer(const std::string& domain, const std::string& next) {
+  const std::string uri = libvirt_uri();
+  auto vsh = [&](std::vector<std::string> a, int t = 120) {
+    a.insert(a.begin(), {"virsh", "-q", "-c", uri});
+    return run(a, t);
+  };
+  if (next.empty() || next[0] != '/') return make_error(kExitUsage, "failed to freeze the disk of " + domain + ": '" + next + "' is not an absolute path");
+  if (next.find(',') != std::string::npos)
+    return make_error(kExitUsage, "failed to freeze the disk of " + domain + ": a comma in '" + next + "'");
+  if (path_exists(next)) return make_error(kExitExists, "failed to freeze the disk of " + domain + ": " + next + " exists");
+  // The active layer now: `domblklist --details` lines "file disk vda /path".
+  Proc l = vsh({"domblklist", domain, "--details"}, 60);
+  if (l.status != 0) return fail("failed to read the disks of libvirt domain " + domain + ": " + reason(l));
+  std::string active;
+  for (const auto& line : lines(l.out)) {
+    std::istringstream in(line);
+    std::string type, device, target, source;
+    in >> type >> device >> target;
+    std::getline(in, source);
+    if (device == "disk" && target == "vda") active = trim(source);
+  }
+  if (active.empty() || active[0] != '/') return fail("failed to freeze the disk of " + domain + ": no file disk vda");
+  Proc s = vsh({"snapshot-create-as", domain, "--disk-only", "--atomic", "--no-metadata", "--diskspec",
+                "vda,snapshot=external,file=" + next});
+  if (s.status != 0) return fail("failed to freeze the disk of libvirt domain " + domain + ": " + reason(s));
+  return active;
+}
 
 std::string libvirt_uri() {
   const char* u = std::getenv("PLANB_LIBVIRT_URI");

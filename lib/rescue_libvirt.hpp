@@ -18,6 +18,14 @@ namespace planb {
 
 std::unique_ptr<RescuePlatform> make_libvirt_platform();
 
+// Failback on the libvirt backend (the qemu backend does this over its QMP socket, which a
+// libvirt domain does not offer: libvirt holds qemu's only monitor). Freezes the running
+// domain's disk at a point in time: from now on it writes to `next` (a new qcow2 whose
+// backing file is the layer it wrote so far, created by libvirt), so that layer can be read
+// consistently while the VM runs on. virsh snapshot-create-as --disk-only --atomic
+// --no-metadata --diskspec vda,file=NEXT. Returns the layer that was active before.
+Result<std::string> libvirt_freeze_active_layer(const std::string& domain, const std::string& next);
+
 // ---- Exposed for unit tests (pure functions, no libvirt needed).
 std::string libvirt_uri();  // $PLANB_LIBVIRT_URI or qemu:///system
 std::string libvirt_network_name(const RescueNetworkSpec& spec);  // "planb-<id>"

@@ -3,7 +3,8 @@
 # (started by the test when none runs: tests/helpers/libvirt.bash), driven through
 # tests/tools/rescue-platform-driver: an isolated network with a fixed DHCP lease, the boot-test
 # fixture image (busybox, DHCP, http on 80) booted as a transient domain on a qcow2 overlay,
-# reached from the host on the bridge, stopped, torn down; the repository image is unchanged.
+# reached from the host on the bridge, its disk frozen at a point in time while it runs (failback),
+# stopped, torn down; the repository image is unchanged.
 
 load 'helpers/common'
 load 'helpers/libvirt'
@@ -99,6 +100,20 @@ lv() { virsh -q -c "$PLANB_LIBVIRT_URI" "$@"; }
     run dig +short +time=2 +tries=2 @"$NET.1" db.acme.rescue
     assert_output "$NET.11"
   fi
+
+  # Failback's point-in-time freeze while the VM runs: new writes go to a new layer backed by
+  # the overlay, which can then be read consistently; the VM keeps serving.
+  run vm vm-freeze --handle "$WORK/db.handle" --next "$WORK/run/db/active-1.qcow2"
+  assert_success
+  assert_output "$WORK/run/db/disk.qcow2"
+  run lv domblklist "planb-$ID-db"
+  assert_output --regexp "vda +$WORK/run/db/active-1.qcow2"
+  run qemu-img info -U --output=json "$WORK/run/db/active-1.qcow2"
+  assert_output --partial "\"backing-filename\": \"$WORK/run/db/disk.qcow2\""
+  qemu-img check -q "$WORK/run/db/disk.qcow2"      # no write lock on it any more
+  curl -sf --max-time 5 "http://$NET.11/" | grep -q "Plan B boot-test fixture"
+  run vm vm-freeze --handle "$WORK/db.handle" --next "$WORK/run/db/active-1.qcow2"
+  assert_failure 6                                 # never overwrites a layer
 
   run vm vm-stop --handle "$WORK/db.handle" --grace 3
   assert_success

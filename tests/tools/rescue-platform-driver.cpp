@@ -8,6 +8,7 @@
 //                          --mac MAC --vm-dir DIR [--cpus N] [--memory MB] [--accel A] --handle FILE
 //   rescue-platform-driver [--backend B] vm-state --handle FILE      prints running|stopped|unknown
 //   rescue-platform-driver [--backend B] vm-stop  --handle FILE [--grace S]
+//   rescue-platform-driver --backend libvirt vm-freeze --handle FILE --next NEW.qcow2
 // NET: --id ID --cidr CIDR --gateway GW [--domain D] --run-dir DIR [--lease HOST,MAC,ADDR]...
 // The handle file holds the VmHandle as key=value lines (vm-start writes it).
 #include <CLI/CLI.hpp>
@@ -110,6 +111,10 @@ int main(int argc, char** argv) {
   auto* stop = app.add_subcommand("vm-stop", "ACPI power-off, hard stop after --grace seconds");
   stop->add_option("--handle", o.handle, "VM handle file")->required();
   stop->add_option("--grace", o.grace, "Seconds to wait for the guest (default 10)");
+  std::string next;
+  auto* freeze = app.add_subcommand("vm-freeze", "libvirt: point-in-time disk freeze (failback); prints the frozen layer");
+  freeze->add_option("--handle", o.handle, "VM handle file")->required();
+  freeze->add_option("--next", next, "New active layer to create")->required();
   app.footer(exit_codes_help());
   if (int rc = parse_args(app, "rescue-platform-driver", argc, argv); rc >= 0) return rc;
   return run_command("rescue-platform-driver", [&]() -> Status {
@@ -125,6 +130,11 @@ int main(int argc, char** argv) {
     if (st->parsed()) {
       VmState s = p->state(h);
       std::printf("%s\n", s == VmState::Running ? "running" : s == VmState::Stopped ? "stopped" : "unknown");
+      return {};
+    }
+    if (freeze->parsed()) {
+      PB_ASSIGN(std::string frozen, libvirt_freeze_active_layer(h.id, next));
+      std::printf("%s\n", frozen.c_str());
       return {};
     }
     return p->stop_vm(h, o.grace);

@@ -150,6 +150,7 @@ int main(int argc, char** argv) {
     c->add_option("--exclude", fb_o.fb.excludes, "Pattern never failed back (capture syntax; repeatable), on top of the runtime noise list");
     c->add_flag("!--no-default-excludes", fb_o.fb.default_excludes, "Fail back the runtime noise too (/var/log/journal, /var/cache, ...)");
     c->add_option("--grace", fb_o.fb.grace_s, "Final pass: seconds to wait for the ACPI power-off before QMP quit (default 120)")->check(CLI::Range(0, 3600));
+    c->add_flag("--copy", fb_o.fb.copy, "Read the rescue disk through a raw copy (qemu-img convert; /dev/shm when it fits) instead of the FUSE export: faster when most of it is read");
     c->add_option("--identity", fb_o.fb.identity, "ssh target: private key file (ssh -i)");
     c->add_option("--known-hosts", fb_o.fb.known_hosts, "ssh target: known_hosts file (host keys are always checked)");
     c->add_option("--remote-command", fb_o.fb.remote_command, "ssh target: the target's planb-invoke (default planb-invoke)");

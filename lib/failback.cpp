@@ -477,7 +477,10 @@ class Failback {
     if (st_.final_done[o_.to])
       return make_error(kExitExists, "failed to fail back " + o_.host + " to " + o_.to +
                                          ": the final pass was already delivered");
+    auto tb = Clock::now();
+    bool had_base = st_.base_snapshot != 0;
     PB_TRY(ensure_base());
+    double base_s = had_base ? 0 : since(tb);
     if (o_.cutover || !o_.final_pass) {
       PB_ASSIGN(FailbackPass p, pass(false));
       res.passes.push_back(std::move(p));
@@ -485,6 +488,10 @@ class Failback {
     if (o_.cutover || o_.final_pass) {
       PB_ASSIGN(FailbackPass p, pass(true));
       res.passes.push_back(std::move(p));
+    }
+    if (!res.passes.empty()) {
+      res.passes.front().base_seconds = base_s;
+      res.passes.front().seconds += base_s;
     }
     if (!warnings_.empty() && !res.passes.empty())
       for (auto& w : warnings_) res.passes.front().warnings.insert(res.passes.front().warnings.begin(), w);
@@ -497,9 +504,10 @@ class Failback {
     return o_.audit(inv_.id, event, detail);
   }
 
-  Result<uint64_t> capture_layer(const std::string& layer, const std::string& what, double& read_s, double& cap_s) {
+  Result<uint64_t> capture_layer(const std::string& layer, const std::string& what, double& read_s, double& cap_s,
+                                 bool copy) {
     auto t0 = Clock::now();
-    PB_ASSIGN(auto disk, MountedDisk::open(layer, dir_ + "/mnt"));
+    PB_ASSIGN(auto disk, MountedDisk::open(layer, dir_ + "/mnt", copy));
     read_s = since(t0);
     auto t1 = Clock::now();
     CaptureOptions co;
@@ -517,7 +525,7 @@ class Failback {
     double r = 0, c = 0;
     if (!path_exists(inv_.host.image))
       return make_error(kExitNotFound, "failed to find the image " + o_.host + " booted from: " + inv_.host.image);
-    PB_ASSIGN(uint64_t seq, capture_layer(inv_.host.image, "the image", r, c));
+    PB_ASSIGN(uint64_t seq, capture_layer(inv_.host.image, "the image", r, c, true));
     st_.base_snapshot = seq;
     return st_.save(dir_ + "/state.json");
   }
@@ -559,7 +567,7 @@ class Failback {
       if (final) st_.vm_stopped = true;
     }
     p.layer = layer;
-    PB_ASSIGN(p.snapshot, capture_layer(layer, "the rescue disk", p.read_seconds, p.capture_seconds));
+    PB_ASSIGN(p.snapshot, capture_layer(layer, "the rescue disk", p.read_seconds, p.capture_seconds, o_.copy));
     auto it = st_.delivered.find(o_.to);
     p.base_snapshot = it == st_.delivered.end() ? st_.base_snapshot : it->second;
     auto t2 = Clock::now();
@@ -667,6 +675,7 @@ std::string pass_json(const FailbackPass& p) {
       .add("deleted", p.deleted)
       .add("bytes", p.bytes)
       .add("bundle_bytes", p.bundle_bytes)
+      .add("base_seconds", p.base_seconds)
       .add("read_seconds", p.read_seconds)
       .add("capture_seconds", p.capture_seconds)
       .add("deliver_seconds", p.deliver_seconds)

@@ -51,6 +51,9 @@ struct FailbackOptions {
   std::string known_hosts;  // ssh UserKnownHostsFile (StrictHostKeyChecking=yes always)
   std::string remote_command = "planb-invoke";
   bool progress = true;
+  // Read the rescue disk through a raw copy (qemu-img convert) instead of the
+  // FUSE export (the image's own file system is always read that way).
+  bool copy = false;
   // Audit hook (event, detail JSON); may be empty.
   std::function<Status(const std::string& invocation, const std::string& event, const std::string& detail)> audit;
 };
@@ -68,6 +71,7 @@ struct FailbackPass {
   uint64_t deleted = 0;
   uint64_t bytes = 0;       // file bytes written on the target
   uint64_t bundle_bytes = 0;
+  double base_seconds = 0;  // first pass: reading and capturing the image's own file system
   double read_seconds = 0, capture_seconds = 0, deliver_seconds = 0, seconds = 0;
   double downtime_seconds = 0;  // final pass: from the stop request to delivered
   std::vector<std::string> skipped;   // changed on the VM but not failed back (P2V-edited)

@@ -294,6 +294,10 @@ void MountedDisk::cleanup_stale(const std::string& work) {
     if (d.is_directory(ec) && is_mountpoint(p)) quiet_umount(p);
   }
   for (auto& l : loops_of(work + "/disk.raw")) (void)fb_run_tool({"losetup", "-d", l}, "detach " + l);
+  if (auto shm = read_file(work + "/shm-path"); shm.ok() && shm->rfind("/dev/shm/planb-failback-", 0) == 0) {
+    for (auto& l : loops_of(*shm)) (void)fb_run_tool({"losetup", "-d", l}, "detach " + l);
+    ::unlink(shm->c_str());
+  }
   stop_pid_file(work + "/qsd.pid");
   if (is_mountpoint(work + "/disk.raw")) quiet_umount(work + "/disk.raw");
   // Never delete through a mount that is still there.
@@ -302,7 +306,7 @@ void MountedDisk::cleanup_stale(const std::string& work) {
   std::filesystem::remove_all(work, ec);
 }
 
-Result<std::unique_ptr<MountedDisk>> MountedDisk::open(const std::string& image, const std::string& work) {
+Result<std::unique_ptr<MountedDisk>> MountedDisk::open(const std::string& image, const std::string& work, bool copy) {
   auto t0 = Clock::now();
   cleanup_stale(work);
   PB_TRY(mkdir_p(work, 0700));
@@ -319,22 +323,49 @@ Result<std::unique_ptr<MountedDisk>> MountedDisk::open(const std::string& image,
   std::error_code ec;
   std::string abs_image = std::filesystem::absolute(image, ec).string();
   std::string scratch = work + "/scratch.qcow2", raw = work + "/disk.raw";
-  PB_TRY(fb_run_tool({"qemu-img", "create", "-q", "-f", "qcow2", "-b", abs_image, "-F", fmt, scratch},
-                     "create a throwaway layer on " + image));
-  { Fd f(::open(raw.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600)); }
-  // JSON syntax: no escaping of commas in paths.
-  std::string file_node = JsonObject().add("driver", "file").add("filename", scratch).add("node-name", "f").str();
-  std::string fmt_node = JsonObject().add("driver", "qcow2").add("file", "f").add("node-name", "q").str();
-  std::string exp = JsonObject()
-                        .add("type", "fuse")
-                        .add("id", "e")
-                        .add("node-name", "q")
-                        .add("mountpoint", raw)
-                        .add("writable", true)
-                        .str();
-  PB_TRY(fb_run_tool({"qemu-storage-daemon", "--blockdev", file_node, "--blockdev", fmt_node, "--export", exp,
-                      "--daemonize", "--pidfile", work + "/qsd.pid"},
-                     "export " + image + " with qemu-storage-daemon"));
+  if (copy) {
+    // A sparse raw copy of the whole chain: the throwaway layer and the block
+    // device at once. In memory when the allocated size fits.
+    uint64_t need = 0;
+    if (auto info = fb_run_tool({"qemu-img", "info", "--force-share", "--output=json", "--backing-chain", abs_image},
+                                "read " + image);
+        info.ok()) {
+      try {
+        auto j = json::parse(*info);
+        for (auto& l : j) need += l.value("actual-size", uint64_t(0));
+      } catch (...) {
+      }
+    }
+    uint64_t avail = 0;
+    if (auto mi = read_file("/proc/meminfo"); mi.ok()) {
+      auto p = mi->find("MemAvailable:");
+      if (p != std::string::npos) avail = std::strtoull(mi->c_str() + p + 13, nullptr, 10) * 1024;
+    }
+    if (need && need < avail / 4 && path_exists("/dev/shm")) {
+      raw = "/dev/shm/planb-failback-" + std::to_string(::getpid()) + "-" +
+            std::to_string(Clock::now().time_since_epoch().count() % 1000000000) + ".raw";
+      PB_TRY(write_file_atomic(work + "/shm-path", raw, 0600));
+    }
+    PB_TRY(fb_run_tool({"qemu-img", "convert", "-U", "-f", fmt, "-O", "raw", "-t", "unsafe", abs_image, raw},
+                       "copy " + image + " to a raw scratch file"));
+  } else {
+    PB_TRY(fb_run_tool({"qemu-img", "create", "-q", "-f", "qcow2", "-b", abs_image, "-F", fmt, scratch},
+                       "create a throwaway layer on " + image));
+    { Fd f(::open(raw.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600)); }
+    // JSON syntax: no escaping of commas in paths.
+    std::string file_node = JsonObject().add("driver", "file").add("filename", scratch).add("node-name", "f").str();
+    std::string fmt_node = JsonObject().add("driver", "qcow2").add("file", "f").add("node-name", "q").str();
+    std::string exp = JsonObject()
+                          .add("type", "fuse")
+                          .add("id", "e")
+                          .add("node-name", "q")
+                          .add("mountpoint", raw)
+                          .add("writable", true)
+                          .str();
+    PB_TRY(fb_run_tool({"qemu-storage-daemon", "--blockdev", file_node, "--blockdev", fmt_node, "--export", exp,
+                        "--daemonize", "--pidfile", work + "/qsd.pid"},
+                       "export " + image + " with qemu-storage-daemon"));
+  }
   // Partitions: sfdisk's table, or the whole disk as one file system.
   struct Part {
     int n;

@@ -644,7 +644,9 @@ Status redirect_dns(const std::vector<DnsChange>& changes, const std::string& pa
       for (auto& r : old.rrsets) kept[RRsetKey{r.server, r.port, r.zone, r.name, r.type}] = r;
     }
   }
-  for (auto& r : sets) {
+  std::map<size_t, DnsRRset> fresh;  // RRsets just read: no second query before their update
+  for (size_t i = 0; i < sets.size(); ++i) {
+    DnsRRsetState& r = sets[i];
     RRsetKey k{r.server, r.port, r.zone, r.name, r.type};
     if (auto it = kept.find(k); it != kept.end()) {
       r.original_exists = it->second.original_exists;
@@ -659,6 +661,7 @@ Status redirect_dns(const std::vector<DnsChange>& changes, const std::string& pa
     r.original_exists = !cur->rdata.empty();
     r.original_ttl = cur->ttl;
     r.original = cur->rdata;
+    fresh[i] = *cur;
   }
   j.rrsets = sets;
   for (auto& [k, r] : kept) j.rrsets.push_back(r);  // redirected by an earlier run, no longer planned
@@ -670,7 +673,7 @@ Status redirect_dns(const std::vector<DnsChange>& changes, const std::string& pa
   for (size_t i = 0; i < sets.size(); ++i) {
     DnsRRsetState& r = j.rrsets[i];
     std::string label = r.name + " " + r.type + " at " + where_str(r.server, r.port);
-    auto cur = query_dns(r.server, r.port, r.name, r.type, opt.timeout_s);
+    Result<DnsRRset> cur = fresh.count(i) ? Result<DnsRRset>(fresh[i]) : query_dns(r.server, r.port, r.name, r.type, opt.timeout_s);
     if (!cur.ok()) {
       failure = cur.error().message;
       break;

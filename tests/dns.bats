@@ -55,12 +55,8 @@ dns_record() {
 
 # Every record the CMDB names, as the server answers now.
 zone_snapshot() {
-  local n
-  for n in "www.acme.example. A" "mail.acme.example. A" "acme.example. MX" "shop.acme.example. CNAME" \
-           "acme.example. TXT" "status.acme.example. A"; do
-    # shellcheck disable=SC2086
-    echo "$n: $(bdig $n | tr '\n' '|')"
-  done
+  bdig_many www.acme.example. A mail.acme.example. A acme.example. MX shop.acme.example. CNAME \
+    acme.example. TXT status.acme.example. A
 }
 
 dns() { planb-invoke dns "$ID" --server "$SERVER" --timeout 3 "$@"; }

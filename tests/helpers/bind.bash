@@ -7,6 +7,7 @@
 #   stop_bind DIR
 #   restart_bind DIR                the same server again (zone and journal kept)
 #   bdig NAME TYPE                  -> "TTL RDATA" lines (sorted), nothing if absent
+#   bdig_many NAME TYPE [NAME TYPE...] -> "NAME TYPE TTL RDATA" lines (sorted), one dig
 #
 # named runs with -u root: the usual -u bind (chown DIR to bind) works only when
 # every parent directory is searchable by user bind, and bats' temp dirs are 0700
@@ -123,4 +124,16 @@ stop_bind() {
 bdig() {
   dig @127.0.0.1 -p "$BIND_PORT" +tcp +norec +time=2 +tries=1 +noall +answer "$1" "$2" |
     awk -v t="$2" '$4 == t { ttl = $2; $1 = $2 = $3 = $4 = ""; sub(/^ +/, ""); print ttl, $0 }' | sort
+}
+
+# bdig_many NAME TYPE [NAME TYPE...]: every RRset asked for, as "NAME TYPE TTL RDATA"
+# lines (sorted; an absent RRset has none), in one dig run.
+bdig_many() {
+  local args=()
+  while [ $# -ge 2 ]; do
+    args+=("$1" "$2")
+    shift 2
+  done
+  dig @127.0.0.1 -p "$BIND_PORT" +tcp +norec +time=2 +tries=1 +noall +answer "${args[@]}" |
+    awk '{ n = $1; ttl = $2; t = $4; $1 = $2 = $3 = $4 = ""; sub(/^ +/, ""); print n, t, ttl, $0 }' | sort -u
 }

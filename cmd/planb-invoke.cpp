@@ -25,12 +25,15 @@ int main(int argc, char** argv) {
   // ---- auth (request, approve, keygen, executives, audit)
   const std::string server_help = "Server directory (default $PLANB_SERVER or /var/lib/planb-server)";
   const std::string cmdb_help = "CMDB file or directory (default SERVER/cmdb)";
+  const std::string auth_footer = planb::exit_codes_help(
+      "  10 not authorised: the reason is named (quorum, window, mode, used id, executives changed, altered text)\n");
   planb::InvokeKeygenOptions keygen_o;
   {
     auto* c = app.add_subcommand("keygen", "Make an executive's Ed25519 key pair: FILE (secret, 0600) and FILE.pub; prints the public key line for the CMDB");
     c->add_option("--out", keygen_o.out, "Secret key file to write (FILE.pub gets the public key)")->required();
     c->add_flag("--force", keygen_o.force, "Replace existing files");
     c->add_flag("--json", keygen_o.json, "Print the result as JSON");
+    c->footer(auth_footer);
     c->callback([&] { run = [&] { return planb::invoke_keygen_main(keygen_o); }; });
   }
   planb::InvokeRequestOptions request_o;
@@ -50,6 +53,7 @@ int main(int argc, char** argv) {
     c->add_option("--cmdb", request_o.cmdb, cmdb_help);
     c->add_option("-o,--output", request_o.out, "Also write the request to FILE (default: print it on stdout, for mailing)");
     c->add_flag("--json", request_o.json, "Print the result as JSON");
+    c->footer(auth_footer);
     c->callback([&] { run = [&] { return planb::invoke_request_main(request_o); }; });
   }
   planb::InvokeApproveOptions approve_o;
@@ -61,6 +65,7 @@ int main(int argc, char** argv) {
     c->add_option("--signed-at", approve_o.signed_at, "Signing time recorded (default now); it must lie in the request's window");
     c->add_flag("-y,--yes", approve_o.yes, "Do not ask for confirmation on a terminal");
     c->add_flag("--json", approve_o.json, "Print the result as JSON");
+    c->footer(auth_footer);
     c->callback([&] { run = [&] { return planb::invoke_approve_main(approve_o); }; });
   }
   planb::InvokeSubmitOptions submit_o;
@@ -69,6 +74,7 @@ int main(int argc, char** argv) {
     c->add_option("approval", submit_o.approvals, "Approval files")->required();
     c->add_option("--server", submit_o.server, server_help);
     c->add_flag("--json", submit_o.json, "Print the result as JSON");
+    c->footer(auth_footer);
     c->callback([&] { run = [&] { return planb::invoke_submit_main(submit_o); }; });
   }
   planb::InvokeExecutivesOptions exec_o;
@@ -81,6 +87,7 @@ int main(int argc, char** argv) {
     c->add_option("--server", exec_o.server, server_help);
     c->add_option("--cmdb", exec_o.cmdb, cmdb_help);
     c->add_flag("--json", exec_o.json, "Print the result as JSON");
+    c->footer(auth_footer);
     c->callback([&] { run = [&] { return planb::invoke_executives_main(exec_o); }; });
   }
   planb::InvokeAuthoriseOptions auth_o;
@@ -92,6 +99,7 @@ int main(int argc, char** argv) {
     c->add_option("--server", auth_o.server, server_help);
     c->add_option("--cmdb", auth_o.cmdb, cmdb_help);
     c->add_flag("--json", auth_o.json, "Print the result as JSON");
+    c->footer(auth_footer);
     c->callback([&] { run = [&] { return planb::invoke_authorise_main(auth_o); }; });
   }
   planb::InvokeAuditOptions audit_o;
@@ -100,6 +108,7 @@ int main(int argc, char** argv) {
     c->add_option("--invocation", audit_o.invocation, "Only this invocation's rows (the whole chain is still verified)");
     c->add_option("--server", audit_o.server, server_help);
     c->add_flag("--json", audit_o.json, "Print the rows and the verdict as JSON");
+    c->footer(auth_footer);
     c->callback([&] { run = [&] { return planb::invoke_audit_main(audit_o); }; });
   }
   // ---- dns

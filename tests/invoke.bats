@@ -154,7 +154,7 @@ zone = \"acme.example.\"
 tsig_key = \"$BIND_KEY\"
 name = \"acme.example.\"
 type = \"MX\"
-value = \"10 mx.rescue.acme.example.\"
+value = \"10 mail.acme.rescue.\"
 "
   make_rescue_server "$SERVER" "$extra"
   new_request "$SERVER" real --host db --host app --host web
@@ -166,7 +166,7 @@ value = \"10 mx.rescue.acme.example.\"
   echo "$output"
   assert_success
   [ "$(bdig www.acme.example. A)" = "60 10.99.0.13" ]
-  [ "$(bdig acme.example. MX)" = "60 10 mx.rescue.acme.example." ]
+  [ "$(bdig acme.example. MX)" = "60 10 mail.acme.rescue." ]
   run planb-invoke status --server "$SERVER" "$REQ" --live
   assert_success
   assert_output --regexp 'db +10\.99\.0\.11 +verified'

@@ -386,22 +386,17 @@ class QemuPlatform : public RescuePlatform {
     RescueNetworkSpec abs = spec;
     abs.run_dir = run_dir;
     std::vector<std::string> argv = qemu_dnsmasq_argv(abs);
-    std::string hosts, args;
-    for (const auto& l : spec.leases) {
-      hosts += l.address + " " + l.host + (spec.domain.empty() ? "" : "." + spec.domain) + " " + l.host + "\n";
-    }
+    std::string args;
     for (const auto& a : argv) args += a + "\n";
     std::string pid_file = run_dir + "/dnsmasq.pid";
     int64_t pid = read_pid_file(pid_file);
     bool running = is_our_dnsmasq(pid, pid_file);
     auto old_args = read_file(run_dir + "/dnsmasq.args");
-    auto old_hosts = read_file(run_dir + "/dnsmasq.hosts");
-    if (running && old_args.ok() && *old_args == args && old_hosts.ok() && *old_hosts == hosts) {
+    if (running && old_args.ok() && *old_args == args) {
       PB_TRY(write_network_info(spec, run_dir));
       return {};
     }
     if (running) terminate({pid}, 3000);
-    PB_TRY(write_file_atomic(run_dir + "/dnsmasq.hosts", hosts, 0644));
     PB_TRY(write_file_atomic(run_dir + "/dnsmasq.args", args, 0644));
     Fd nsfd(::open(netns_path(ns).c_str(), O_RDONLY | O_CLOEXEC));
     if (!nsfd.valid()) return fail("failed to " + what + ": open " + netns_path(ns) + ": " + errstr(errno));
@@ -655,7 +650,6 @@ std::vector<std::string> qemu_dnsmasq_argv(const RescueNetworkSpec& spec) {
       "--conf-file=/dev/null",  // nothing from /etc/dnsmasq.conf
       "--bind-interfaces", "--interface=br0", "--except-interface=lo",
       "--no-resolv", "--no-hosts", "--no-poll",  // no upstream, no /etc/hosts: isolated
-      "--addn-hosts=" + spec.run_dir + "/dnsmasq.hosts",
       "--dhcp-range=" + base + ",static," + mask + ",12h",  // fixed leases only
       "--dhcp-authoritative",
       "--dhcp-option=option:router," + spec.gateway,  // the platform (VPN peers come through it)
@@ -669,7 +663,12 @@ std::vector<std::string> qemu_dnsmasq_argv(const RescueNetworkSpec& spec) {
     a.push_back("--domain=" + spec.domain);
     a.push_back("--local=/" + spec.domain + "/");
   }
-  for (const auto& l : spec.leases) a.push_back("--dhcp-host=" + l.mac + "," + l.address + "," + l.host);
+  for (const auto& l : spec.leases) {
+    a.push_back("--dhcp-host=" + l.mac + "," + l.address + "," + l.host);
+    // DNS for the name before any lease is taken (on the command line: dnsmasq reads files
+    // after dropping to nobody, and the run directory is root's).
+    a.push_back("--host-record=" + l.host + (spec.domain.empty() ? "" : "," + l.host + "." + spec.domain) + "," + l.address);
+  }
   return a;
 }
 

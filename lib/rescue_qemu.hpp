@@ -7,7 +7,7 @@
 //            (-daemonize: it outlives the caller), on a qcow2 overlay whose backing file is the
 //            repository image; its NIC is a persistent tap "tap-XXXXXX" (the MAC's last three
 //            bytes) on br0. KVM when /dev/kvm is usable, else TCG.
-// Files: NET.run_dir/ dnsmasq.pid, dnsmasq.leases, dnsmasq.log, dnsmasq.hosts, network.json;
+// Files: NET.run_dir/ dnsmasq.pid, dnsmasq.leases, dnsmasq.log, dnsmasq.args, network.json;
 //        VM.run_dir/  pid, serial.log, qmp.sock (or a short path under /run/planb when the
 //        directory's path is too long for a socket), qemu.log.
 #pragma once

@@ -228,6 +228,20 @@ dump_rescue() {
   assert_output --partial "final pass was already delivered"
 }
 
+@test "failback --cutover: a bulk pass then the final pass in one run; a second failback of the host waits its turn" {
+  setup_rescue
+  change_on_rescue
+  run -0 fb --to "$TARGET" --cutover --json
+  p=$(json_field passes)
+  assert_equal "$(echo "$p" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d), d[0]["kind"], d[1]["kind"], d[1]["files"], d[1]["deleted"])')" "2 bulk final 0 0"
+  assert_equal "$(cat "$TARGET/data/new.txt")" "new order"
+  # One failback of a host at a time (flock on failback/HOST/lock): exit 7.
+  exec 8>"$INV/failback/db/lock"
+  flock 8
+  run -7 fb --to "$WORK/elsewhere"
+  exec 8>&-
+}
+
 @test "failback --to ssh://: the target's planb-invoke failback-receive applies the stream" {
   setup_rescue
   change_on_rescue

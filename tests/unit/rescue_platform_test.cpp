@@ -115,6 +115,7 @@ TEST(RescueQemu, DnsmasqFixedLeasesOnly) {
   EXPECT_TRUE(has(a, "--dhcp-host=52:54:00:00:00:11,10.99.0.11,db"));
   EXPECT_TRUE(has(a, "--dhcp-host=52:54:00:ab:cd:ef,10.99.0.12,app"));
   EXPECT_TRUE(has(a, "--domain=acme.rescue"));
+  EXPECT_TRUE(has(a, "--host-record=db,db.acme.rescue,10.99.0.11"));  // DNS before any lease
   EXPECT_TRUE(has(a, "--dhcp-leasefile=/run/x/net/dnsmasq.leases"));
   EXPECT_TRUE(has(a, "--pid-file=/run/x/net/dnsmasq.pid"));
   for (const auto& x : a) EXPECT_EQ(x.find("--dhcp-range=10.99.0.0,10."), std::string::npos) << "a dynamic range";

@@ -7,6 +7,7 @@
 
 #include "dns_redirect.hpp"
 #include "fsutil.hpp"
+#include "invoke_auth.hpp"
 #include "json.hpp"
 #include "server_layout.hpp"
 
@@ -126,6 +127,13 @@ Status invoke_dns_main(const InvokeDnsOptions& o) {
   DnsOptions opt;
   opt.timeout_s = o.timeout_s;
   if (!o.json) opt.note = [](const std::string& line) { std::printf("%s\n", line.c_str()); };
+  // Each RRset changed or restored goes into the catalog's audit log; a failure to
+  // log is a warning (the DNS change has happened and the journal records it).
+  const std::string actor = audit_actor();
+  opt.audit = [&](const std::string& event, const std::string& detail) {
+    Status a = audit_append(s, o.id, event, actor, detail);
+    if (!a.ok()) std::fprintf(stderr, "planb-invoke: warning: audit log: %s\n", a.error().message.c_str());
+  };
 
   std::vector<DnsRRsetState> planned;  // --show without a journal
   if (o.rollback) {

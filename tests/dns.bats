@@ -120,6 +120,16 @@ print(len(j["rrsets"]))' "$INV/dns/rollback.json"
   run dns --rollback
   assert_success
   assert_output --partial "restored status.acme.example. A 10.99.0.11 -> (deleted)"
+  # Each RRset changed and restored is in the catalog's audit log, under the invocation.
+  run python3 -c '
+import sqlite3, sys, json
+rows = sqlite3.connect(sys.argv[1]).execute("SELECT event, detail FROM audit_log WHERE invocation = ? ORDER BY seq", (sys.argv[2],)).fetchall()
+print(" ".join(sorted(set(e for e, _ in rows))), sum(e == "dns-redirect" for e, _ in rows), sum(e == "dns-rollback" for e, _ in rows))
+www = [json.loads(d) for e, d in rows if e == "dns-redirect" and json.loads(d)["name"] == "www.acme.example."][0]
+print(www["from"], www["to"])' "$SERVER/catalog.db" "$ID"
+  assert_success
+  assert_line "dns-redirect dns-rollback 6 6"
+  assert_line "['192.0.2.10'] ['10.99.0.11']"
   assert_zone_unchanged
   [ -z "$(bdig status.acme.example. A)" ]
   [ "$(bdig www.acme.example. A)" = "300 192.0.2.10" ]

@@ -13,6 +13,8 @@
 #include "vpn_cmd.hpp"
 // ---- includes: failback
 #include "failback.hpp"
+#include "invoke_auth.hpp"
+#include "server_layout.hpp"
 // ---- includes: orchestrator (plan, start, status, stop, drill, report)
 #include "invoke_cmd.hpp"
 
@@ -164,9 +166,10 @@ int main(int argc, char** argv) {
     c->add_option("--known-hosts", fb_o.fb.known_hosts, "ssh target: known_hosts file (host keys are always checked)");
     c->add_option("--remote-command", fb_o.fb.remote_command, "ssh target: the target's planb-invoke (default planb-invoke)");
     c->add_flag("--json", fb_o.json, "Print each pass (files, bytes, seconds, downtime) as JSON");
-    // TODO(lead): audit events: fb_o.fb.audit = [](inv, event, detail) { return planb::audit_append(
-    //   planb::ServerLayout::at(fb_o.fb.server), inv, event, planb::audit_actor(), detail); } once
-    //   lib/invoke_auth's audit_append is implemented (events: failback.stop-vm, failback.pass).
+    // Audit events failback.stop-vm, failback.pass in the invocation's hash-chained log.
+    fb_o.fb.audit = [&](const std::string& inv, const std::string& event, const std::string& detail) {
+      return planb::audit_append(planb::ServerLayout::at(fb_o.fb.server), inv, event, planb::audit_actor(), detail);
+    };
     c->callback([&] { run = [&] { return planb::failback_main(fb_o); }; });
   }
   planb::FailbackReceiveCmdOptions fbr_o;

@@ -40,7 +40,7 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 constexpr const char* kDeliveryHost = "delivery";
 
 struct HostState {
-  std::string name, image, overlay, qmp, state;
+  std::string name, image, overlay, qmp, state, backend;
   uint64_t sequence = 0;
   int64_t pid = 0;
 };
@@ -99,6 +99,8 @@ Result<Invocation> find_invocation(const ServerLayout& s, const std::string& hos
       best.host.overlay = str(h, "overlay");
       best.host.qmp = str(h, "qmp");
       best.host.state = str(h, "state");
+      best.host.backend = str(j, "backend");
+      if (h.contains("vm") && h["vm"].is_object() && !str(h["vm"], "backend").empty()) best.host.backend = str(h["vm"], "backend");
       if (h.contains("sequence") && h["sequence"].is_number()) best.host.sequence = h["sequence"].get<uint64_t>();
       if (h.contains("pid") && h["pid"].is_number()) best.host.pid = h["pid"].get<int64_t>();
     }
@@ -499,9 +501,12 @@ class Failback {
   }
 
  private:
+  // An audit row that cannot be written is a warning: the data has moved by then.
   Status audit(const std::string& event, const std::string& detail) {
     if (!o_.audit) return {};
-    return o_.audit(inv_.id, event, detail);
+    auto st = o_.audit(inv_.id, event, detail);
+    if (!st.ok()) warnings_.push_back("audit log: " + st.error().message);
+    return {};
   }
 
   Result<uint64_t> capture_layer(const std::string& layer, const std::string& what, double& read_s, double& cap_s,
@@ -544,6 +549,10 @@ class Failback {
     std::string active = st_.active_layer.empty() ? inv_.host.overlay : st_.active_layer;
     std::string layer = active;
     bool running = vm_running();
+    if (inv_.host.backend == "libvirt" && !st_.vm_stopped && inv_.host.state != "stopped" && inv_.host.state != "down" &&
+        inv_.host.state != "failed")
+      return make_error(kExitUsage, "failed to fail back " + o_.host + ": its VM runs under libvirt, which failback cannot "
+                                    "freeze or stop yet; stop it (planb-invoke stop) and run failback --final");
     Clock::time_point downtime_start = t0;
     if (running && final) {
       downtime_start = Clock::now();

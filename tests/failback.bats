@@ -226,6 +226,9 @@ dump_rescue() {
   # After the final pass, another is refused.
   run -6 fb --to "$TARGET"
   assert_output --partial "final pass was already delivered"
+  # Each pass is in the invocation's hash-chained audit log.
+  run -0 planb-invoke audit --server "$SERVER" --invocation "$ID"
+  assert_equal "$(grep -c 'failback.pass' <<<"$output")" 2
 }
 
 @test "failback --cutover: a bulk pass then the final pass in one run; a second failback of the host waits its turn" {

@@ -195,12 +195,26 @@ std::string base_name(const std::string& p) {
   return s == std::string::npos ? p : p.substr(s + 1);
 }
 
+std::string real_path(const std::string& p) {
+  char b[PATH_MAX];
+  return ::realpath(p.c_str(), b) ? std::string(b) : p;
+}
+
 // A qemu process started for this overlay (pid reuse: another program, or another VM, is not).
+// The overlay is compared as given and resolved (a handle may name it by a relative path or
+// through a symbolic link).
 bool is_our_qemu(int64_t pid, const std::string& overlay) {
-  if (!pid_alive(pid)) return false;
+  if (overlay.empty() || !pid_alive(pid)) return false;
   auto cmd = proc_cmdline(pid);
   if (cmd.empty() || base_name(cmd[0]).find("qemu") == std::string::npos) return false;
-  return cmdline_has(cmd, "file=" + overlay + ",");
+  if (cmdline_has(cmd, "file=" + overlay + ",")) return true;
+  std::string want = real_path(overlay);
+  for (const auto& a : cmd) {
+    if (a.rfind("file=", 0) != 0) continue;
+    size_t comma = a.find(',');
+    if (real_path(a.substr(5, comma == std::string::npos ? std::string::npos : comma - 5)) == want) return true;
+  }
+  return false;
 }
 
 bool is_our_dnsmasq(int64_t pid, const std::string& pid_file) {

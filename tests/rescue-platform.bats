@@ -137,6 +137,10 @@ ssh_to() {  # HOST CMD
   sed "s/^pid=.*/pid=$$/" "$WORK/db.handle" >"$WORK/other.handle"
   run vm vm-state --handle "$WORK/other.handle"
   assert_output stopped
+  # The overlay named by a relative path is the same VM.
+  sed "s|^overlay=.*|overlay=inv/vm/db/disk.qcow2|" "$WORK/db.handle" >"$WORK/rel.handle"
+  run bash -c "cd '$WORK' && rescue-platform-driver vm-state --handle rel.handle"
+  assert_output running
 
   # ACPI power-off: the sample's acpid unmounts /disk and powers off.
   run vm vm-stop --handle "$WORK/db.handle" --grace 60

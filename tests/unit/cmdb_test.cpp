@@ -172,3 +172,71 @@ TEST(Cmdb, MissingPathIsNotFound) {
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.error().code, kExitNotFound);
 }
+
+TEST(Cmdb, InvocationTables) {
+  const char* text = R"(customer = "acme"
+[rescue]
+network = "10.20.0.0/24"
+[authorisation]
+quorum = 1
+  [[authorisation.executive]]
+  name = "Alice"
+  key = "ed25519:0000000000000000000000000000000000000000000000000000000000000000"
+[[dns]]
+zone = "acme.example"
+name = "www.acme.example"
+tsig_key = "k.tsig"
+host = "web"
+[vpn]
+  [[vpn.peer]]
+  name = "office"
+  allowed_ips = ["192.168.10.0/24"]
+[[host]]
+name = "db"
+address = "10.20.0.10"
+[[host]]
+name = "web"
+)";
+  auto r = parse_cmdb(text, "cmdb/acme.toml");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  ASSERT_EQ(r->customers.size(), 1u);
+  const CmdbCustomer& c = r->customers[0];
+  EXPECT_EQ(c.rescue.network, "10.20.0.0/24");
+  EXPECT_EQ(c.rescue.domain, "acme.rescue");  // default
+  EXPECT_EQ(c.authorisation.quorum, 1);
+  ASSERT_EQ(c.dns.size(), 1u);
+  EXPECT_EQ(c.dns[0].zone, "acme.example.");  // absolute
+  EXPECT_EQ(c.dns[0].name, "www.acme.example.");
+  EXPECT_EQ(c.dns[0].tsig_key, "cmdb/k.tsig");  // relative to the CMDB file
+  EXPECT_TRUE(c.vpn.enabled);
+  ASSERT_EQ(c.vpn.peers.size(), 1u);
+  EXPECT_EQ(r->find("db")->address, "10.20.0.10");
+  EXPECT_EQ(r->find("web")->address, "10.20.0.11");  // assigned from .10 up, skipping taken ones
+  EXPECT_EQ(r->hosts_of("acme").size(), 2u);
+}
+
+TEST(Cmdb, InvocationTablesRefuseBadInput) {
+  struct Case {
+    const char* text;
+    const char* words;
+  } cases[] = {
+      {"customer = \"c\"\n[rescue]\nnetwork = \"10.0.0.1/24\"\n", "is not an IPv4 network"},
+      {"customer = \"c\"\n[rescue]\nnetwork = \"10.0.0.0/24\"\n[[host]]\nname = \"a\"\naddress = \"10.0.1.5\"\n",
+       "not a usable host address of the rescue network 10.0.0.0/24"},
+      {"customer = \"c\"\n[[host]]\nname = \"a\"\naddress = \"10.99.0.1\"\n", "(.1 is the platform's)"},
+      {"customer = \"c\"\n[[host]]\nname = \"a\"\naddress = \"10.99.0.20\"\n[[host]]\nname = \"b\"\naddress = \"10.99.0.20\"\n",
+       "is also a's"},
+      {"customer = \"c\"\n[authorisation]\nquorum = 3\n[[authorisation.executive]]\nname = \"A\"\nkey = \"x\"\n",
+       "quorum = 3 but only 1 executives"},
+      {"customer = \"c\"\n[[dns]]\nzone = \"a.example\"\nname = \"www.b.example\"\ntsig_key = \"k\"\nvalue = \"1.2.3.4\"\n",
+       "is not in zone a.example."},
+      {"customer = \"c\"\n[[dns]]\nzone = \"a.example\"\nname = \"www.a.example\"\nvalue = \"1.2.3.4\"\n", "needs 'tsig_key'"},
+      {"customer = \"c\"\n[[dns]]\nzone = \"a.example\"\nname = \"www.a.example\"\ntsig_key = \"k\"\nhost = \"nope\"\n",
+       "names host 'nope', which is not a host of customer c"},
+      {"customer = \"c\"\n[vpn]\nport = 1\n", "unknown key 'port' in [vpn]"},
+  };
+  for (const auto& c : cases) {
+    std::string m = error_of(c.text);
+    EXPECT_NE(m.find(c.words), std::string::npos) << c.text << "\n=> " << m;
+  }
+}

@@ -39,11 +39,16 @@ Result<json> parse_json(const std::string& text, const std::string& what) {
   }
 }
 
+// A directory or a file (the FUSE export's mount point) mounted over: another
+// device than its parent directory. A dead FUSE server's mount fails lstat
+// with ENOTCONN: mounted too.
 bool is_mountpoint(const std::string& p) {
   struct stat a, b;
-  if (::lstat(p.c_str(), &a) != 0) return false;
-  if (::lstat((p + "/..").c_str(), &b) != 0) return false;
-  return a.st_dev != b.st_dev || a.st_ino == b.st_ino;
+  if (::lstat(p.c_str(), &a) != 0) return errno == ENOTCONN;
+  std::string parent = p.substr(0, p.find_last_of('/'));
+  if (parent.empty()) parent = "/";
+  if (::lstat(parent.c_str(), &b) != 0) return false;
+  return a.st_dev != b.st_dev;
 }
 
 void quiet_umount(const std::string& p) {

@@ -191,3 +191,23 @@ value = \"10 mail.acme.rescue.\"
   assert_output --partial "dns-redirect"
   assert_output --partial "dns-rollback"
 }
+
+@test "drill on the libvirt backend: the same recovery through a real libvirtd (isolated libvirt network, transient domains)" {
+  command -v libvirtd >/dev/null || skip "libvirt-daemon-system missing (scripts/deps test)"
+  load 'helpers/libvirt'
+  LV_DIR=$(mktemp -d /tmp/pblv.XXXXXX)
+  libvirt_up "$LV_DIR"
+  make_rescue_server "$SERVER"
+  new_request "$SERVER" drill --all
+  approve_by "$SERVER" "$REQ_FILE" alice bob
+  run planb-invoke drill --server "$SERVER" --backend libvirt "$REQ"
+  echo "$output"
+  libvirt_down "$LV_DIR"
+  rm -rf "$LV_DIR"
+  assert_success
+  [ "$(state_field "$REQ" 's["backend"] + " " + " ".join(h["state"] for h in s["hosts"])')" = "libvirt stopped stopped stopped" ]
+  [ "$(state_field "$REQ" 's["hosts"][0]["vm"]["id"]')" = "planb-${REQ:0:8}-db" ]
+  [ "$(state_field "$REQ" 'all(c["passed"] for h in s["hosts"] for c in h["checks"])')" = True ]
+  [ "$(state_field "$REQ" 's["hosts"][2]["booted_s"] >= s["hosts"][1]["verified_s"] > 0')" = True ]
+  ! ip link show "pb-${REQ:0:8}" 2>/dev/null
+}

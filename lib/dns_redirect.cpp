@@ -696,7 +696,8 @@ Status redirect_dns(const std::vector<DnsChange>& changes, const std::string& pa
       }
       if (!same_rrset(*after, true, r.redirect_ttl, r.redirect)) {
         failure = "failed to redirect " + label + ": the server accepted the update but answers " + show_set(after->rdata) +
-                  " (wanted " + show_set(r.redirect) + ")";
+                  " (wanted " + show_set(r.redirect) + (r.type != "CNAME" && after->rdata.empty()
+                      ? "; is there a CNAME at that name? a server ignores other records beside one)" : ")");
         break;
       }
       if (opt.audit) opt.audit("dns-redirect", audit_detail(r, false));

@@ -182,6 +182,23 @@ EOF
   assert_zone_unchanged
 }
 
+@test "an update the server accepts but ignores (an A beside a CNAME) is caught by the check: exit 12, rolled back" {
+  # shop.acme.example. is a CNAME in the zone: BIND accepts the update and ignores the A.
+  {
+    printf 'customer = "acme"\n'
+    dns_record acme.tsig www.acme.example. A 'host = "web"'
+    dns_record acme.tsig shop.acme.example. A 'host = "web"'
+    printf '[[host]]\nname = "web"\naddress = "10.99.0.11"\n'
+  } >"$SERVER/cmdb/acme.toml"
+  run dns --apply
+  assert_failure 12
+  assert_output --partial "failed to redirect shop.acme.example. A at 127.0.0.1:$BIND_PORT: the server accepted the update but answers (none)"
+  assert_output --partial "CNAME"
+  assert_output --partial "1 RRset(s) already changed were rolled back"
+  assert_zone_unchanged
+  [ -z "$(bdig shop.acme.example. A)" ]
+}
+
 @test "server down: a clear error, no journal, nothing changed" {
   stop_bind "$WORK/bind"
   run dns --apply

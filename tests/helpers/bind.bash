@@ -123,7 +123,7 @@ stop_bind() {
 # bdig NAME TYPE: the RRset as "TTL RDATA" lines, sorted (empty if absent).
 bdig() {
   dig @127.0.0.1 -p "$BIND_PORT" +tcp +norec +time=2 +tries=1 +noall +answer "$1" "$2" |
-    awk -v t="$2" '$4 == t { ttl = $2; $1 = $2 = $3 = $4 = ""; sub(/^ +/, ""); print ttl, $0 }' | sort
+    awk -v n="$1" -v t="$2" 'tolower($1) == tolower(n) && $4 == t { ttl = $2; $1 = $2 = $3 = $4 = ""; sub(/^ +/, ""); print ttl, $0 }' | sort
 }
 
 # bdig_many NAME TYPE [NAME TYPE...]: every RRset asked for, as "NAME TYPE TTL RDATA"

@@ -198,16 +198,17 @@ value = \"10 mail.acme.rescue.\"
   LV_DIR=$(mktemp -d /tmp/pblv.XXXXXX)
   libvirt_up "$LV_DIR"
   make_rescue_server "$SERVER"
-  new_request "$SERVER" drill --all
+  # One host keeps it short: the three-host order is the qemu drill's test.
+  new_request "$SERVER" drill --host db
   approve_by "$SERVER" "$REQ_FILE" alice bob
   run planb-invoke drill --server "$SERVER" --backend libvirt "$REQ"
   echo "$output"
   libvirt_down "$LV_DIR"
   rm -rf "$LV_DIR"
   assert_success
-  [ "$(state_field "$REQ" 's["backend"] + " " + " ".join(h["state"] for h in s["hosts"])')" = "libvirt stopped stopped stopped" ]
+  [ "$(state_field "$REQ" 's["backend"] + " " + " ".join(h["name"] + ":" + h["state"] for h in s["hosts"])')" = "libvirt db:stopped" ]
   [ "$(state_field "$REQ" 's["hosts"][0]["vm"]["id"]')" = "planb-${REQ:0:8}-db" ]
   [ "$(state_field "$REQ" 'all(c["passed"] for h in s["hosts"] for c in h["checks"])')" = True ]
-  [ "$(state_field "$REQ" 's["hosts"][2]["booted_s"] >= s["hosts"][1]["verified_s"] > 0')" = True ]
+  [ "$(state_field "$REQ" 's["seconds_to_verified"] > 0')" = True ]
   ! ip link show "pb-${REQ:0:8}" 2>/dev/null
 }
